@@ -1,0 +1,3 @@
+from epicme.cli import main
+
+raise SystemExit(main())

@@ -1,0 +1,1 @@
+"""The authorization server: registration, sign-in and consent, tokens, revocation, introspection."""

@@ -1,0 +1,103 @@
+"""Signing keys: ES256, created on first start, rotated by `epicme keys rotate`.
+
+The model is itsdangerous's: sign with the newest key, publish (and verify with) every key whose
+tokens may still be alive. A rotated-out key stays in the JWKS until the access tokens it signed
+have expired.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from dataclasses import dataclass
+from typing import Any
+
+import jwt
+from cryptography.hazmat.primitives import serialization
+from cryptography.hazmat.primitives.asymmetric import ec
+from jwt.algorithms import ECAlgorithm
+
+from epicme.oauth.opaque import new_secret
+from epicme.storage import signing_keys
+from epicme.storage.database import Database
+from epicme.storage.signing_keys import StoredKey
+
+ALGORITHM = "ES256"
+
+
+def _generate(now: int) -> StoredKey:
+    private_key = ec.generate_private_key(ec.SECP256R1())
+    pem = private_key.private_bytes(
+        serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()
+    ).decode("ascii")
+    kid = new_secret(12)
+    jwk: dict[str, Any] = json.loads(ECAlgorithm.to_jwk(private_key.public_key()))
+    jwk.update(kid=kid, alg=ALGORITHM, use="sig")
+    return StoredKey(kid, ALGORITHM, pem, jwk, now, None, None)
+
+
+async def ensure_signing_key(db: Database) -> None:
+    """Create the first key if the store has none. Safe when replicas start together."""
+    async with db.write() as conn:
+        if not await signing_keys.has_active_key(conn):
+            await signing_keys.insert_key(conn, _generate(int(time.time())))
+
+
+async def rotate_keys(db: Database, retention: int) -> StoredKey:
+    """Sign new tokens with a fresh key; keep publishing the old ones for `retention` seconds."""
+    now = int(time.time())
+    key = _generate(now)
+    async with db.write() as conn:
+        await signing_keys.retire_active_keys(conn, now, now + retention)
+        await signing_keys.insert_key(conn, key)
+    return key
+
+
+@dataclass(frozen=True)
+class KeyRing:
+    signing_kid: str
+    signing_key: Any
+    jwks: dict[str, Any]
+    loaded_at: float
+
+    def sign(self, claims: dict[str, Any], *, typ: str = "at+jwt") -> str:
+        # RFC 9068 §2.1: access tokens carry `typ: at+jwt` so they cannot pass for ID tokens.
+        return jwt.encode(claims, self.signing_key, algorithm=ALGORITHM, headers={"kid": self.signing_kid, "typ": typ})
+
+    def public_key(self, kid: str) -> Any | None:
+        for jwk in self.jwks["keys"]:
+            if jwk["kid"] == kid:
+                return ECAlgorithm.from_jwk(jwk)
+        return None
+
+
+class KeyStore:
+    """Loads the key ring from the store and reloads it now and then, so a rotation made by
+    `epicme keys rotate` (another process) reaches running servers within `refresh_seconds`."""
+
+    def __init__(self, db: Database, refresh_seconds: float = 30.0) -> None:
+        self._db = db
+        self._refresh_seconds = refresh_seconds
+        self._ring: KeyRing | None = None
+
+    async def ring(self) -> KeyRing:
+        ring = self._ring
+        if ring is None or time.monotonic() - ring.loaded_at > self._refresh_seconds:
+            ring = self._ring = await self._load()
+        return ring
+
+    async def _load(self) -> KeyRing:
+        keys = await signing_keys.load_published_keys(self._db, int(time.time()))
+        active = [key for key in keys if key.retired_at is None]
+        if not active:
+            await ensure_signing_key(self._db)
+            keys = await signing_keys.load_published_keys(self._db, int(time.time()))
+            active = [key for key in keys if key.retired_at is None]
+        signer = active[0]
+        private_key = serialization.load_pem_private_key(signer.private_pem.encode("ascii"), password=None)
+        return KeyRing(
+            signing_kid=signer.kid,
+            signing_key=private_key,
+            jwks={"keys": [key.public_jwk for key in keys]},
+            loaded_at=time.monotonic(),
+        )

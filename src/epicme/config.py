@@ -1,0 +1,196 @@
+"""One frozen settings object for both services, read from `EPICME_*` variables and CLI flags.
+
+Every public document (metadata, challenges, redirects) is built from the public URLs configured
+here, never from the request's `Host` header: a forged `Host` must not be able to change what an
+issuer or resource identifier says.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+from functools import cached_property
+from typing import Annotated, Literal
+from urllib.parse import urlsplit
+
+from pydantic import Field, field_validator, model_validator
+from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
+
+from epicme.oauth.scopes import ALL_SCOPES, BASELINE_SCOPES
+
+LOOPBACK_HOSTS = frozenset({"localhost", "127.0.0.1", "::1", "[::1]"})
+
+
+def is_loopback_host(host: str | None) -> bool:
+    """True for names and addresses that can only reach this machine (RFC 8252 §8.3)."""
+    if not host:
+        return False
+    host = host.strip("[]").lower()
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
+
+
+def _split_list(value: object) -> object:
+    # Lists come from the environment as "a b" or "a,b"; from Python they are already lists.
+    if isinstance(value, str):
+        return [part for part in value.replace(",", " ").split() if part]
+    return value
+
+
+class Settings(BaseSettings):
+    """EpicMe's configuration. Each field reads `EPICME_<FIELD>` from the environment."""
+
+    model_config = SettingsConfigDict(env_prefix="EPICME_", frozen=True, extra="ignore")
+
+    # -- Public identity: documents are built from these, never from the request -----------------
+    issuer: str = Field(
+        "http://localhost:7788",
+        description="Public base URL of the authorization server; also its `issuer` (RFC 8414 §2).",
+    )
+    resource_url: str = Field(
+        "http://localhost:8787",
+        description="Public base URL of the resource server; the MCP endpoint is this URL + `/mcp`.",
+    )
+
+    # -- Listening ----------------------------------------------------------------------------------
+    host: str = Field("127.0.0.1", description="Address both services bind to.")
+    as_port: int = Field(7788, ge=0, le=65535, description="Port of the authorization server.")
+    rs_port: int = Field(8787, ge=0, le=65535, description="Port of the resource server.")
+
+    # -- Store -----------------------------------------------------------------------------------------
+    database_url: str = Field(
+        "sqlite:///var/epicme.db",
+        description="`sqlite:///path.db` (default, WAL mode) or `postgresql://user@host:port/db`.",
+    )
+
+    # -- Tokens ----------------------------------------------------------------------------------------
+    access_token_ttl: int = Field(900, ge=30, le=86400, description="Access token lifetime, seconds.")
+    refresh_token_ttl: int = Field(
+        30 * 86400, ge=60, description="Refresh token lifetime, seconds (each rotation restarts it)."
+    )
+    authorization_code_ttl: int = Field(60, ge=5, le=600, description="Authorization code lifetime, s.")
+    session_ttl: int = Field(12 * 3600, ge=60, description="Sign-in session lifetime, seconds.")
+    key_retention: int = Field(
+        0,
+        ge=0,
+        description="Seconds a rotated-out signing key is still published; 0 means the access token "
+        "lifetime plus a minute, long enough for every token it signed to expire.",
+    )
+
+    # -- Scopes ----------------------------------------------------------------------------------------
+    scopes: Annotated[list[str], NoDecode] = Field(
+        default_factory=lambda: list(ALL_SCOPES), description="Scopes the servers advertise."
+    )
+    baseline_scopes: Annotated[list[str], NoDecode] = Field(
+        default_factory=lambda: list(BASELINE_SCOPES),
+        description="Scopes named in a 401 challenge and granted when a client asks for none.",
+    )
+
+    # -- Browsers and CORS -------------------------------------------------------------------------------
+    allowed_origins: Annotated[list[str], NoDecode] = Field(
+        default_factory=list,
+        description="Browser origins allowed to call `/mcp`, besides loopback origins.",
+    )
+    allow_loopback_origins: bool = Field(
+        True, description="Allow any http(s) origin on a loopback host (any port) to call `/mcp`."
+    )
+    max_body_bytes: int = Field(256 * 1024, ge=1024, description="Largest request body accepted, bytes.")
+
+    # -- Resource server's trust in an authorization server ----------------------------------------------
+    authorization_server: str | None = Field(
+        None,
+        description="Issuer URL of an external authorization server; when set, `serve` starts only the "
+        "resource server and trusts that server's tokens.",
+    )
+    token_verification: Literal["jwt", "introspection"] = Field(
+        "jwt", description="Verify access tokens locally as JWTs, or ask the introspection endpoint."
+    )
+    introspection_client_id: str | None = Field(None, description="Client ID for RFC 7662 introspection.")
+    introspection_client_secret: str | None = Field(None, description="Its secret.", repr=False)
+
+    # -- Client ID metadata documents ---------------------------------------------------------------------
+    cimd_timeout: float = Field(5.0, gt=0, le=30, description="Time limit to fetch a client document, s.")
+    cimd_max_bytes: int = Field(16 * 1024, ge=512, description="Largest client document accepted.")
+    cimd_cache_max_age: int = Field(
+        3600, ge=0, description="Upper bound on how long a fetched client document is cached, s."
+    )
+
+    # -- Demo account and development switches -------------------------------------------------------------
+    demo_account: bool = Field(True, description="Create `demo@epicme.dev` on first start.")
+    demo_email: str = Field("demo@epicme.dev", description="E-mail of the demo account.")
+    insecure_http: bool = Field(
+        False,
+        description="DEV ONLY: allow plain-http public URLs and client documents on non-loopback hosts.",
+    )
+    cimd_allow_private_addresses: bool = Field(
+        False,
+        description="DEV/TEST ONLY: let client documents resolve to loopback or private addresses.",
+    )
+    session_secret: str | None = Field(
+        None,
+        description="Key that signs sign-in cookies; by default one is generated and kept in the store "
+        "so every replica shares it.",
+        repr=False,
+    )
+    log_level: Literal["debug", "info", "warning", "error"] = Field("info", description="Log level.")
+
+    @field_validator("scopes", "baseline_scopes", "allowed_origins", mode="before")
+    @classmethod
+    def _lists(cls, value: object) -> object:
+        return _split_list(value)
+
+    @field_validator("issuer", "resource_url", "authorization_server")
+    @classmethod
+    def _no_trailing_slash(cls, value: str | None) -> str | None:
+        if value is None:
+            return None
+        parts = urlsplit(value)
+        if parts.scheme not in ("http", "https") or not parts.hostname:
+            raise ValueError(f"{value!r} is not an http(s) URL")
+        if parts.query or parts.fragment:
+            # RFC 8414 §2: the issuer has no query or fragment components.
+            raise ValueError(f"{value!r} must not have a query or fragment")
+        return value.rstrip("/")
+
+    @model_validator(mode="after")
+    def _https_unless_loopback(self) -> Settings:
+        # OAuth 2.1 §1.5 / MCP: every endpoint is HTTPS, loopback development aside.
+        for name in ("issuer", "resource_url", "authorization_server"):
+            url = getattr(self, name)
+            if url is None:
+                continue
+            parts = urlsplit(url)
+            if parts.scheme == "http" and not is_loopback_host(parts.hostname) and not self.insecure_http:
+                raise ValueError(
+                    f"{name}={url}: plain http is only allowed on loopback hosts "
+                    "(set EPICME_INSECURE_HTTP=1 for development on a LAN)"
+                )
+        unknown = set(self.baseline_scopes) - set(self.scopes)
+        if unknown:
+            raise ValueError(f"baseline_scopes not in scopes: {sorted(unknown)}")
+        return self
+
+    @cached_property
+    def mcp_url(self) -> str:
+        """The resource identifier (RFC 8707, RFC 9728 `resource`): the public `/mcp` URL."""
+        return self.resource_url + "/mcp"
+
+    @cached_property
+    def trusted_issuer(self) -> str:
+        """The authorization server whose tokens the resource server accepts."""
+        return self.authorization_server or self.issuer
+
+    @property
+    def uses_embedded_authorization_server(self) -> bool:
+        return self.authorization_server is None
+
+    @property
+    def effective_key_retention(self) -> int:
+        return self.key_retention or self.access_token_ttl + 60
+
+    @property
+    def is_https(self) -> bool:
+        return self.issuer.startswith("https://")

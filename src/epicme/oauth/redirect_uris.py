@@ -1,0 +1,84 @@
+"""Which redirect URIs a client may register, and how a presented one matches a registered one.
+
+OAuth 2.1 §2.3.1 and RFC 9700 §4.1.3: exact string matching, except that for loopback redirect URIs
+the port may differ (RFC 8252 §7.3), because native apps pick a free port at run time.
+"""
+
+from __future__ import annotations
+
+from urllib.parse import urlsplit
+
+from epicme.config import is_loopback_host
+from epicme.oauth.errors import InvalidRedirectUri
+
+MAX_REDIRECT_URI_LENGTH = 2000
+_FORBIDDEN_SCHEMES = frozenset({"javascript", "data", "vbscript", "file", "blob", "about"})
+
+
+def check_redirect_uri(uri: object, *, allow_insecure_http: bool = False) -> str:
+    """Raise `invalid_redirect_uri` unless `uri` is safe to register. Returns the URI unchanged."""
+    if not isinstance(uri, str) or not uri:
+        raise InvalidRedirectUri("Each redirect URI must be a non-empty string.")
+    if len(uri) > MAX_REDIRECT_URI_LENGTH:
+        raise InvalidRedirectUri("Redirect URI is too long.")
+    if any(c.isspace() or ord(c) < 0x20 or ord(c) == 0x7F for c in uri):
+        raise InvalidRedirectUri("Redirect URI must not contain whitespace or control characters.")
+    try:
+        parts = urlsplit(uri)
+        port = parts.port
+    except ValueError:
+        raise InvalidRedirectUri("Redirect URI is not a valid URI.") from None
+    scheme = parts.scheme.lower()
+    if not scheme:
+        raise InvalidRedirectUri("Redirect URI must be an absolute URI (RFC 6749 3.1.2).")
+    if scheme in _FORBIDDEN_SCHEMES:
+        raise InvalidRedirectUri(f"Redirect URI scheme '{scheme}' is not allowed.")
+    if parts.fragment or "#" in uri:
+        # RFC 6749 §3.1.2: the redirection endpoint URI MUST NOT include a fragment component.
+        raise InvalidRedirectUri("Redirect URI must not contain a fragment.")
+    if "*" in uri:
+        raise InvalidRedirectUri("Redirect URI must not contain wildcards.")
+    if parts.username is not None or parts.password is not None or "@" in parts.netloc:
+        raise InvalidRedirectUri("Redirect URI must not contain user information.")
+    if scheme in ("http", "https"):
+        if not parts.hostname:
+            raise InvalidRedirectUri("Redirect URI must name a host.")
+        if scheme == "http" and not is_loopback_host(parts.hostname) and not allow_insecure_http:
+            # MCP authorization §Communication security: redirect URIs MUST be localhost or HTTPS.
+            raise InvalidRedirectUri("Redirect URI must use https, or http on a loopback host.")
+        del port
+        return uri
+    # Private-use URI schemes for native apps (RFC 8252 §7.1) need a reverse-domain name.
+    if "." not in scheme:
+        raise InvalidRedirectUri(
+            f"Redirect URI scheme '{scheme}' is not allowed; use https, loopback http, "
+            "or a reverse-domain private-use scheme."
+        )
+    return uri
+
+
+def _loopback_key(uri: str) -> tuple[str, str, str, str] | None:
+    parts = urlsplit(uri)
+    if parts.scheme != "http" or not is_loopback_host(parts.hostname):
+        return None
+    return (parts.scheme, (parts.hostname or "").lower(), parts.path, parts.query)
+
+
+def is_loopback_redirect(uri: str) -> bool:
+    try:
+        return _loopback_key(uri) is not None
+    except ValueError:
+        return False
+
+
+def match_redirect_uri(presented: str, registered: list[str]) -> bool:
+    """Exact match, or a loopback URI that differs only in port (RFC 8252 §7.3)."""
+    if presented in registered:
+        return True
+    try:
+        key = _loopback_key(presented)
+        if key is None:
+            return False
+        return any(_loopback_key(candidate) == key for candidate in registered)
+    except ValueError:
+        return False

@@ -1,0 +1,1 @@
+"""The store: SQLite by default, PostgreSQL for replicas; one code path through SQLAlchemy Core."""

@@ -1,0 +1,118 @@
+"""The async engine for SQLite or PostgreSQL, and transactions that both backends run alike."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from pathlib import Path
+from typing import Any, Literal
+
+from sqlalchemy import event
+from sqlalchemy.engine import make_url
+from sqlalchemy.exc import DBAPIError, InterfaceError, OperationalError
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, create_async_engine
+
+Dialect = Literal["sqlite", "postgresql"]
+
+
+class StoreUnavailable(Exception):
+    """The database cannot be reached; callers answer 503 and the next request tries again."""
+
+
+def build_async_url(url: str) -> tuple[str, Dialect]:
+    """Accept the URLs people write (`sqlite:///x.db`, `postgresql://…`) and pick the async driver."""
+    parsed = make_url(url)
+    backend = parsed.get_backend_name()
+    if backend == "sqlite":
+        database = parsed.database or ""
+        if database and database != ":memory:":
+            Path(database).expanduser().parent.mkdir(parents=True, exist_ok=True)
+        return parsed.set(drivername="sqlite+aiosqlite").render_as_string(hide_password=False), "sqlite"
+    if backend in ("postgresql", "postgres"):
+        return parsed.set(drivername="postgresql+asyncpg").render_as_string(hide_password=False), "postgresql"
+    raise ValueError(f"unsupported database URL scheme {parsed.drivername!r}: use sqlite:/// or postgresql://")
+
+
+def _is_unavailable(exc: BaseException) -> bool:
+    if isinstance(exc, OperationalError | InterfaceError):
+        return True
+    if isinstance(exc, DBAPIError) and exc.connection_invalidated:
+        return True
+    return isinstance(exc, ConnectionError | OSError | asyncio.TimeoutError)
+
+
+class Database:
+    def __init__(self, url: str, *, pool_size: int = 10) -> None:
+        async_url, self.dialect = build_async_url(url)
+        self.url = url
+        kwargs: dict[str, Any] = {"pool_pre_ping": True}
+        if self.dialect == "postgresql":
+            kwargs.update(pool_size=pool_size, max_overflow=pool_size, pool_timeout=10, pool_recycle=1800)
+            kwargs["connect_args"] = {"timeout": 5, "command_timeout": 30}
+        else:
+            kwargs["connect_args"] = {"timeout": 30}
+        self.engine: AsyncEngine = create_async_engine(async_url, **kwargs)
+        # SQLite allows one writer: serialise this process's writers here, and let busy_timeout
+        # make writers of other processes wait instead of failing.
+        self._write_lock = asyncio.Lock() if self.dialect == "sqlite" else None
+        if self.dialect == "sqlite":
+            self._configure_sqlite()
+
+    def _configure_sqlite(self) -> None:
+        sync_engine = self.engine.sync_engine
+
+        @event.listens_for(sync_engine, "connect")
+        def _on_connect(dbapi_connection: Any, _record: Any) -> None:
+            # Let SQLAlchemy's "begin" event decide how transactions start (see below).
+            dbapi_connection.isolation_level = None
+            cursor = dbapi_connection.cursor()
+            cursor.execute("PRAGMA journal_mode=WAL")
+            # NORMAL in WAL mode survives a process crash (kill -9); only power loss may lose
+            # the newest transactions.
+            cursor.execute("PRAGMA synchronous=NORMAL")
+            cursor.execute("PRAGMA foreign_keys=ON")
+            cursor.execute("PRAGMA busy_timeout=10000")
+            cursor.close()
+
+        @event.listens_for(sync_engine, "begin")
+        def _on_begin(conn: Any) -> None:
+            # A write transaction takes the write lock up front (IMMEDIATE), so it never fails
+            # half-way with SQLITE_BUSY when upgrading a read lock.
+            immediate = conn.get_execution_options().get("epicme_write", False)
+            conn.exec_driver_sql("BEGIN IMMEDIATE" if immediate else "BEGIN")
+
+    @asynccontextmanager
+    async def read(self) -> AsyncIterator[AsyncConnection]:
+        try:
+            async with self.engine.connect() as conn, conn.begin():
+                yield conn
+        except Exception as exc:
+            if _is_unavailable(exc):
+                raise StoreUnavailable(type(exc).__name__) from exc
+            raise
+
+    @asynccontextmanager
+    async def write(self) -> AsyncIterator[AsyncConnection]:
+        """One transaction that commits on success and rolls back on any error: no half-written record."""
+        if self._write_lock is None:
+            async with self._transaction(write=True) as conn:
+                yield conn
+            return
+        async with self._write_lock, self._transaction(write=True) as conn:
+            yield conn
+
+    @asynccontextmanager
+    async def _transaction(self, *, write: bool) -> AsyncIterator[AsyncConnection]:
+        try:
+            async with self.engine.connect() as raw:
+                conn = await raw.execution_options(epicme_write=write)
+                async with conn.begin():
+                    yield conn
+        except Exception as exc:
+            if _is_unavailable(exc):
+                raise StoreUnavailable(type(exc).__name__) from exc
+            raise
+
+    async def close(self) -> None:
+        await self.engine.dispose()

@@ -1,0 +1,200 @@
+"""Grants and what hangs off them: authorization codes, refresh tokens and issued access tokens.
+
+A grant is the root of one token family. Revoking it revokes every code, refresh token and access
+token that descends from it: that is what a replayed code or a reused refresh token triggers
+(OAuth 2.1 §4.1.3 and §4.3.1, RFC 9700 §4.14.2).
+
+Functions take an open connection so the token endpoint can redeem a code and record the tokens
+it issues in one transaction.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Literal
+
+from sqlalchemy import and_, select
+from sqlalchemy.ext.asyncio import AsyncConnection
+
+from epicme.storage import schema
+
+
+@dataclass(frozen=True)
+class Grant:
+    id: str
+    client_id: str
+    user_id: str
+    resource: str
+    scope: str
+    created_at: int
+    revoked_at: int | None
+
+
+@dataclass(frozen=True)
+class AuthorizationCode:
+    code_hash: str
+    grant_id: str
+    client_id: str
+    redirect_uri: str
+    code_challenge: str
+    scope: str
+    resource: str
+    expires_at: int
+    used_at: int | None
+
+
+@dataclass(frozen=True)
+class RefreshToken:
+    token_hash: str
+    grant_id: str
+    scope: str
+    created_at: int
+    expires_at: int
+    used_at: int | None
+
+
+@dataclass(frozen=True)
+class Redemption:
+    """The outcome of presenting a one-time credential."""
+
+    status: Literal["ok", "unknown", "replayed"]
+    code: AuthorizationCode | None = None
+    refresh_token: RefreshToken | None = None
+
+
+async def create_grant_with_code(conn: AsyncConnection, grant: Grant, code: AuthorizationCode) -> None:
+    await conn.execute(schema.grants.insert().values(**grant.__dict__))
+    await conn.execute(schema.authorization_codes.insert().values(**code.__dict__))
+
+
+async def load_grant(conn: AsyncConnection, grant_id: str) -> Grant | None:
+    row = (await conn.execute(select(schema.grants).where(schema.grants.c.id == grant_id))).first()
+    return Grant(**row._mapping) if row else None
+
+
+async def redeem_code(conn: AsyncConnection, code_hash: str, now: int) -> Redemption:
+    """Mark the code used, atomically. A code seen before is a replay: its grant is revoked."""
+    table = schema.authorization_codes
+    row = (
+        await conn.execute(
+            table.update()
+            .where(and_(table.c.code_hash == code_hash, table.c.used_at.is_(None)))
+            .values(used_at=now)
+            .returning(*table.c)
+        )
+    ).first()
+    if row is not None:
+        return Redemption("ok", code=AuthorizationCode(**row._mapping))
+    spent = (await conn.execute(select(table.c.grant_id).where(table.c.code_hash == code_hash))).first()
+    if spent is None:
+        return Redemption("unknown")
+    # OAuth 2.1 §4.1.3: a code used twice SHOULD revoke the tokens already issued from it.
+    await revoke_grant(conn, spent.grant_id, now)
+    return Redemption("replayed")
+
+
+async def rotate_refresh_token(conn: AsyncConnection, token_hash: str, now: int) -> Redemption:
+    """Spend a refresh token, atomically. A spent token presented again revokes its family."""
+    table = schema.refresh_tokens
+    row = (
+        await conn.execute(
+            table.update()
+            .where(and_(table.c.token_hash == token_hash, table.c.used_at.is_(None)))
+            .values(used_at=now)
+            .returning(*table.c)
+        )
+    ).first()
+    if row is not None:
+        return Redemption("ok", refresh_token=RefreshToken(**row._mapping))
+    spent = (await conn.execute(select(table.c.grant_id).where(table.c.token_hash == token_hash))).first()
+    if spent is None:
+        return Redemption("unknown")
+    # OAuth 2.1 §4.3.1 / RFC 9700 §4.14.2: reuse of a rotated refresh token means one of the two
+    # holders is an attacker; revoke the whole family so neither can continue.
+    await revoke_grant(conn, spent.grant_id, now)
+    return Redemption("replayed")
+
+
+async def save_refresh_token(conn: AsyncConnection, token: RefreshToken) -> None:
+    await conn.execute(schema.refresh_tokens.insert().values(**token.__dict__))
+
+
+async def save_access_token(conn: AsyncConnection, jti: str, grant_id: str, expires_at: int) -> None:
+    await conn.execute(schema.access_tokens.insert().values(jti=jti, grant_id=grant_id, expires_at=expires_at))
+
+
+async def load_refresh_token(conn: AsyncConnection, token_hash: str) -> RefreshToken | None:
+    table = schema.refresh_tokens
+    row = (await conn.execute(select(table).where(table.c.token_hash == token_hash))).first()
+    return RefreshToken(**row._mapping) if row else None
+
+
+async def is_access_token_active(conn: AsyncConnection, jti: str) -> bool:
+    """The token was issued here, and neither it nor its grant has been revoked."""
+    tokens, grants = schema.access_tokens, schema.grants
+    row = (
+        await conn.execute(
+            select(tokens.c.revoked_at, grants.c.revoked_at.label("grant_revoked_at"))
+            .join(grants, grants.c.id == tokens.c.grant_id)
+            .where(tokens.c.jti == jti)
+        )
+    ).first()
+    return row is not None and row.revoked_at is None and row.grant_revoked_at is None
+
+
+async def revoke_access_token(conn: AsyncConnection, jti: str, now: int) -> str | None:
+    """Revoke one access token; returns its grant id if it was ours."""
+    table = schema.access_tokens
+    row = (await conn.execute(select(table.c.grant_id).where(table.c.jti == jti))).first()
+    if row is None:
+        return None
+    await conn.execute(table.update().where(and_(table.c.jti == jti, table.c.revoked_at.is_(None))).values(revoked_at=now))
+    return str(row.grant_id)
+
+
+async def revoke_grant(conn: AsyncConnection, grant_id: str, now: int) -> None:
+    await conn.execute(
+        schema.grants.update()
+        .where(and_(schema.grants.c.id == grant_id, schema.grants.c.revoked_at.is_(None)))
+        .values(revoked_at=now)
+    )
+    await conn.execute(
+        schema.access_tokens.update()
+        .where(and_(schema.access_tokens.c.grant_id == grant_id, schema.access_tokens.c.revoked_at.is_(None)))
+        .values(revoked_at=now)
+    )
+    await conn.execute(
+        schema.refresh_tokens.update()
+        .where(and_(schema.refresh_tokens.c.grant_id == grant_id, schema.refresh_tokens.c.used_at.is_(None)))
+        .values(used_at=now)
+    )
+
+
+async def purge_expired(conn: AsyncConnection, now: int, keep_seconds: int = 86400) -> None:
+    """Forget one-time credentials long past their expiry (kept a day for replay detection)."""
+    cutoff = now - keep_seconds
+    await conn.execute(schema.authorization_codes.delete().where(schema.authorization_codes.c.expires_at < cutoff))
+    await conn.execute(schema.access_tokens.delete().where(schema.access_tokens.c.expires_at < cutoff))
+    await conn.execute(schema.refresh_tokens.delete().where(schema.refresh_tokens.c.expires_at < cutoff))
+
+
+async def load_consent_scope(conn: AsyncConnection, user_id: str, client_id: str, resource: str) -> set[str]:
+    table = schema.consents
+    row = (
+        await conn.execute(
+            select(table.c.scope, table.c.resource).where(
+                and_(table.c.user_id == user_id, table.c.client_id == client_id)
+            )
+        )
+    ).first()
+    if row is None or row.resource != resource:
+        return set()
+    return set(str(row.scope).split())
+
+
+async def save_consent(conn: AsyncConnection, user_id: str, client_id: str, scope: str, resource: str, now: int) -> None:
+    table = schema.consents
+    await conn.execute(table.delete().where(and_(table.c.user_id == user_id, table.c.client_id == client_id)))
+    await conn.execute(
+        table.insert().values(user_id=user_id, client_id=client_id, scope=scope, resource=resource, updated_at=now)
+    )

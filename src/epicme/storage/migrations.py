@@ -1,0 +1,95 @@
+"""Versioned schema migrations, applied in order on start (`serve`) or by `epicme migrate`.
+
+Each migration runs in its own transaction with its version row, so a failed step leaves the
+store at the previous version. On PostgreSQL an advisory lock keeps replicas that start together
+from migrating twice; on SQLite the IMMEDIATE write transaction does the same.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+
+from sqlalchemy import Table, select, text
+from sqlalchemy.ext.asyncio import AsyncConnection
+
+from epicme.storage import schema
+from epicme.storage.database import Database
+
+_ADVISORY_LOCK_ID = 0x6570_6963  # "epic"
+
+
+@dataclass(frozen=True)
+class Migration:
+    version: int
+    name: str
+    apply: Callable[[AsyncConnection], Awaitable[None]]
+
+
+def _create_tables(*tables: Table) -> Callable[[AsyncConnection], Awaitable[None]]:
+    async def apply(conn: AsyncConnection) -> None:
+        for table in tables:
+            await conn.run_sync(lambda sync_conn, t=table: t.create(sync_conn))
+
+    return apply
+
+
+MIGRATIONS: tuple[Migration, ...] = (
+    Migration(
+        1,
+        "authorization server: users, clients, keys, grants, codes, tokens, consents",
+        _create_tables(
+            schema.users,
+            schema.clients,
+            schema.signing_keys,
+            schema.server_secrets,
+            schema.grants,
+            schema.authorization_codes,
+            schema.refresh_tokens,
+            schema.access_tokens,
+            schema.consents,
+            schema.login_throttle,
+        ),
+    ),
+    Migration(2, "journal: entries, tags, entry_tags", _create_tables(schema.entries, schema.tags, schema.entry_tags)),
+)
+
+LATEST_VERSION = MIGRATIONS[-1].version
+
+
+async def current_version(db: Database) -> int:
+    async with db.read() as conn:
+        has_table = await conn.run_sync(lambda c: c.dialect.has_table(c, schema.schema_migrations.name))
+        if not has_table:
+            return 0
+        versions = (await conn.execute(select(schema.schema_migrations.c.version))).scalars().all()
+        return max(versions, default=0)
+
+
+async def migrate(db: Database) -> list[Migration]:
+    """Bring the store to the latest version; returns the migrations applied now."""
+    applied: list[Migration] = []
+    async with db.write() as conn:
+        if db.dialect == "postgresql":
+            await conn.execute(text("SELECT pg_advisory_xact_lock(:id)"), {"id": _ADVISORY_LOCK_ID})
+        await conn.run_sync(lambda c: schema.schema_migrations.create(c, checkfirst=True))
+    for migration in MIGRATIONS:
+        async with db.write() as conn:
+            if db.dialect == "postgresql":
+                await conn.execute(text("SELECT pg_advisory_xact_lock(:id)"), {"id": _ADVISORY_LOCK_ID})
+            done = await conn.scalar(
+                select(schema.schema_migrations.c.version).where(
+                    schema.schema_migrations.c.version == migration.version
+                )
+            )
+            if done is not None:
+                continue
+            await migration.apply(conn)
+            await conn.execute(
+                schema.schema_migrations.insert().values(
+                    version=migration.version, name=migration.name, applied_at=int(time.time())
+                )
+            )
+            applied.append(migration)
+    return applied

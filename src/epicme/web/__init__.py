@@ -1,0 +1,1 @@
+"""ASGI building blocks both services share: CORS, body limits, JSON and HTML errors."""

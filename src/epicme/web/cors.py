@@ -1,0 +1,113 @@
+"""CORS around a whole app, as the seed's `withCors`: a policy picks the headers for each request.
+
+- the policy returns `None`: the request passes through untouched;
+- an `OPTIONS` preflight is answered at once with `204`, the headers and `Access-Control-Max-Age`,
+  before any authentication runs (a browser never sends credentials on a preflight);
+- every other response, errors and early returns included, gets the headers added.
+
+Shaped like Starlette's CORSMiddleware: pure ASGI, headers edited by wrapping `send`.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass, field
+
+from starlette.datastructures import Headers, MutableHeaders
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+MAX_AGE = 86400
+
+
+@dataclass(frozen=True)
+class CorsRule:
+    """The CORS headers for one kind of resource."""
+
+    allow_methods: tuple[str, ...]
+    allow_headers: tuple[str, ...] = ()
+    expose_headers: tuple[str, ...] = ()
+    # `None`: any origin (`*`); otherwise a predicate deciding whether to echo the origin.
+    origin_allowed: Callable[[str], bool] | None = None
+    max_age: int = MAX_AGE
+    _static: tuple[tuple[str, str], ...] = field(default=(), init=False, repr=False)
+
+    def __post_init__(self) -> None:
+        headers = [("Access-Control-Allow-Methods", ", ".join(self.allow_methods))]
+        if self.allow_headers:
+            headers.append(("Access-Control-Allow-Headers", ", ".join(self.allow_headers)))
+        if self.expose_headers:
+            headers.append(("Access-Control-Expose-Headers", ", ".join(self.expose_headers)))
+        object.__setattr__(self, "_static", tuple(headers))
+
+    def headers_for(self, origin: str | None) -> list[tuple[str, str]] | None:
+        """The headers for a request from `origin`, or None if this origin gets none."""
+        if self.origin_allowed is None:
+            return [("Access-Control-Allow-Origin", "*"), *self._static]
+        if origin is None or not self.origin_allowed(origin):
+            return None
+        # The answer depends on the Origin: caches must key on it.
+        return [("Access-Control-Allow-Origin", origin), ("Vary", "Origin"), *self._static]
+
+
+# Picks the rule for a request path, or None for paths without CORS.
+CorsPolicy = Callable[[str], CorsRule | None]
+
+
+def path_policy(rules: Iterable[tuple[str, CorsRule]]) -> CorsPolicy:
+    """A policy from (path or `prefix*`, rule) pairs; the first match wins."""
+    table = list(rules)
+
+    def policy(path: str) -> CorsRule | None:
+        for pattern, rule in table:
+            if pattern.endswith("*"):
+                if path.startswith(pattern[:-1]):
+                    return rule
+            elif path == pattern:
+                return rule
+        return None
+
+    return policy
+
+
+class CorsMiddleware:
+    def __init__(self, app: ASGIApp, policy: CorsPolicy) -> None:
+        self.app = app
+        self.policy = policy
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        rule = self.policy(scope["path"])
+        if rule is None:
+            await self.app(scope, receive, send)
+            return
+        request_headers = Headers(scope=scope)
+        cors_headers = rule.headers_for(request_headers.get("origin"))
+        if cors_headers is None:
+            # A disallowed origin: no CORS headers, so the browser blocks the response.
+            await self.app(scope, receive, send)
+            return
+        if scope["method"] == "OPTIONS":
+            await self._preflight(send, cors_headers, rule.max_age)
+            return
+
+        async def send_with_cors(message: Message) -> None:
+            if message["type"] == "http.response.start":
+                headers = MutableHeaders(scope=message)
+                for name, value in cors_headers:
+                    if name == "Vary":
+                        headers.add_vary_header(value)
+                    else:
+                        headers[name] = value
+            await send(message)
+
+        await self.app(scope, receive, send_with_cors)
+
+    @staticmethod
+    async def _preflight(send: Send, cors_headers: list[tuple[str, str]], max_age: int) -> None:
+        raw = [(name.lower().encode("latin-1"), value.encode("latin-1")) for name, value in cors_headers]
+        raw.append((b"access-control-max-age", str(max_age).encode("ascii")))
+        raw.append((b"content-length", b"0"))
+        await send({"type": "http.response.start", "status": 204, "headers": raw})
+        await send({"type": "http.response.body", "body": b""})
