@@ -20,17 +20,20 @@ class StoreUnavailable(Exception):
     """The database cannot be reached; callers answer 503 and the next request tries again."""
 
 
-def build_async_url(url: str) -> tuple[str, Dialect]:
-    """Accept the URLs people write (`sqlite:///x.db`, `postgresql://…`) and pick the async driver."""
+def build_async_url(url: str) -> tuple[str, Dialect, str | None]:
+    """Accept the URLs people write (`sqlite:///x.db`, `postgresql://…?schema=name`) and pick the
+    async driver. Returns the URL, the dialect and the PostgreSQL schema to use, if one is named."""
     parsed = make_url(url)
     backend = parsed.get_backend_name()
     if backend == "sqlite":
         database = parsed.database or ""
         if database and database != ":memory:":
             Path(database).expanduser().parent.mkdir(parents=True, exist_ok=True)
-        return parsed.set(drivername="sqlite+aiosqlite").render_as_string(hide_password=False), "sqlite"
+        return parsed.set(drivername="sqlite+aiosqlite").render_as_string(hide_password=False), "sqlite", None
     if backend in ("postgresql", "postgres"):
-        return parsed.set(drivername="postgresql+asyncpg").render_as_string(hide_password=False), "postgresql"
+        pg_schema = parsed.query.get("schema")
+        parsed = parsed.difference_update_query(["schema"]).set(drivername="postgresql+asyncpg")
+        return parsed.render_as_string(hide_password=False), "postgresql", str(pg_schema) if pg_schema else None
     raise ValueError(f"unsupported database URL scheme {parsed.drivername!r}: use sqlite:/// or postgresql://")
 
 
@@ -44,12 +47,15 @@ def _is_unavailable(exc: BaseException) -> bool:
 
 class Database:
     def __init__(self, url: str, *, pool_size: int = 10) -> None:
-        async_url, self.dialect = build_async_url(url)
+        async_url, self.dialect, pg_schema = build_async_url(url)
         self.url = url
         kwargs: dict[str, Any] = {"pool_pre_ping": True}
         if self.dialect == "postgresql":
             kwargs.update(pool_size=pool_size, max_overflow=pool_size, pool_timeout=10, pool_recycle=1800)
-            kwargs["connect_args"] = {"timeout": 5, "command_timeout": 30}
+            connect_args: dict[str, Any] = {"timeout": 5, "command_timeout": 30}
+            if pg_schema:
+                connect_args["server_settings"] = {"search_path": pg_schema}
+            kwargs["connect_args"] = connect_args
         else:
             kwargs["connect_args"] = {"timeout": 30}
         self.engine: AsyncEngine = create_async_engine(async_url, **kwargs)
