@@ -27,6 +27,8 @@ ErrorCode = Literal[
     "invalid_token",
     "insufficient_scope",
     "unsupported_token_type",
+    "login_required",
+    "consent_required",
 ]
 
 NO_STORE = {"Cache-Control": "no-store", "Pragma": "no-cache"}
@@ -116,3 +118,15 @@ class InvalidClientMetadata(OAuthError):
 
 class UnsupportedTokenType(OAuthError):
     error = "unsupported_token_type"
+
+
+class LoginRequired(OAuthError):
+    """OpenID Connect Core §3.1.2.6, for `prompt=none` without a signed-in user."""
+
+    error = "login_required"
+
+
+class ConsentRequired(OAuthError):
+    """OpenID Connect Core §3.1.2.6, for `prompt=none` when the user has not yet consented."""
+
+    error = "consent_required"

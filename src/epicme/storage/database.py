@@ -49,7 +49,8 @@ class Database:
     def __init__(self, url: str, *, pool_size: int = 10) -> None:
         async_url, self.dialect, pg_schema = build_async_url(url)
         self.url = url
-        kwargs: dict[str, Any] = {"pool_pre_ping": True}
+        # hide_parameters: error messages must never carry the values of a query (hashes, e-mails).
+        kwargs: dict[str, Any] = {"pool_pre_ping": True, "hide_parameters": True}
         if self.dialect == "postgresql":
             kwargs.update(pool_size=pool_size, max_overflow=pool_size, pool_timeout=10, pool_recycle=1800)
             connect_args: dict[str, Any] = {"timeout": 5, "command_timeout": 30}

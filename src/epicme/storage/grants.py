@@ -198,3 +198,10 @@ async def save_consent(conn: AsyncConnection, user_id: str, client_id: str, scop
     await conn.execute(
         table.insert().values(user_id=user_id, client_id=client_id, scope=scope, resource=resource, updated_at=now)
     )
+
+
+async def unspend_refresh_token(conn: AsyncConnection, token_hash: str) -> None:
+    """Undo `rotate_refresh_token` for a request refused before anything was issued."""
+    await conn.execute(
+        schema.refresh_tokens.update().where(schema.refresh_tokens.c.token_hash == token_hash).values(used_at=None)
+    )

@@ -1,0 +1,74 @@
+"""Builds both ASGI apps from Settings and runs them: the one module that knows every layer."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import signal
+
+import uvicorn
+from starlette.types import ASGIApp
+
+from epicme.authorization_server.app import build_authorization_app, build_context
+from epicme.config import Settings
+from epicme.jobs import ensure_demo_account
+from epicme.storage.database import Database
+from epicme.storage.migrations import migrate
+
+log = logging.getLogger("epicme")
+
+
+async def build_apps(settings: Settings, db: Database) -> dict[str, ASGIApp]:
+    """The apps `serve` runs, by name: the embedded authorization server unless an external one
+    is configured, and the resource server."""
+    apps: dict[str, ASGIApp] = {}
+    if settings.uses_embedded_authorization_server:
+        apps["authorization server"] = build_authorization_app(await build_context(settings, db))
+    return apps
+
+
+def _server(app: ASGIApp, settings: Settings, port: int) -> uvicorn.Server:
+    config = uvicorn.Config(
+        app,
+        host=settings.host,
+        port=port,
+        # Uvicorn's access log prints query strings, which may carry codes or misplaced tokens.
+        access_log=False,
+        log_level=settings.log_level,
+        server_header=False,
+        proxy_headers=False,
+        lifespan="auto",
+    )
+    return uvicorn.Server(config)
+
+
+async def run(settings: Settings) -> None:
+    db = Database(settings.database_url)
+    await migrate(db)
+    password = await ensure_demo_account(settings, db)
+    apps = await build_apps(settings, db)
+    ports = {"authorization server": settings.as_port, "resource server": settings.rs_port}
+    servers = [_server(app, settings, ports[name]) for name, app in apps.items()]
+    print("EpicMe is starting:")
+    if settings.uses_embedded_authorization_server:
+        print(f"  authorization server  {settings.issuer}  (listening on {settings.host}:{settings.as_port})")
+    else:
+        print(f"  trusting the external authorization server {settings.authorization_server}")
+    print(f"  MCP server            {settings.mcp_url}  (listening on {settings.host}:{settings.rs_port})")
+    print(f"  store                 {db.dialect}")
+    if password:
+        print(f"\n  Demo account created: {settings.demo_email}  password: {password}")
+        print("  (shown only this once; add your own with `epicme users add EMAIL`)\n", flush=True)
+    # Several servers share one process: one signal handler stops them all (uvicorn's own would
+    # let only the last server see Ctrl-C).
+    loop = asyncio.get_running_loop()
+    for server in servers:
+        server.capture_signals = contextlib.nullcontext  # type: ignore[method-assign]
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        with contextlib.suppress(NotImplementedError):
+            loop.add_signal_handler(sig, lambda: [setattr(s, "should_exit", True) for s in servers])
+    try:
+        await asyncio.gather(*(server.serve() for server in servers))
+    finally:
+        await db.close()

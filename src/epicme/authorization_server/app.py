@@ -1,0 +1,104 @@
+"""The authorization server's ASGI app: routes, CORS, body limit and error handling."""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable
+
+from starlette.applications import Starlette
+from starlette.middleware import Middleware
+from starlette.requests import Request
+from starlette.responses import JSONResponse, PlainTextResponse, Response
+from starlette.routing import Route
+
+from epicme.authorization_server import paths
+from epicme.authorization_server.authorize import authorize
+from epicme.authorization_server.client_metadata import ClientMetadataFetcher
+from epicme.authorization_server.clients import ClientRegistry
+from epicme.authorization_server.context import ServerContext
+from epicme.authorization_server.keys import KeyStore, ensure_signing_key
+from epicme.authorization_server.login import login_form, login_submit, logout
+from epicme.authorization_server.metadata import build_metadata
+from epicme.authorization_server.registration import register
+from epicme.authorization_server.revocation import introspect, revoke
+from epicme.authorization_server.sessions import SessionCodec
+from epicme.authorization_server.throttle import LoginThrottle
+from epicme.authorization_server.token import token
+from epicme.config import Settings
+from epicme.storage.database import Database
+from epicme.storage.server_secrets import load_or_create_secret
+from epicme.web.cors import CorsMiddleware, CorsRule, path_policy
+from epicme.web.errors import EXCEPTION_HANDLERS
+from epicme.web.limits import BodyLimitMiddleware
+
+Handler = Callable[[Request, ServerContext], Awaitable[Response]]
+
+# Browser-based clients call these from their own origin; none of them uses cookies, so `*` is
+# safe. The pages (authorize, login) are navigations, not CORS requests.
+_PUBLIC_CORS = CorsRule(
+    allow_methods=("GET", "HEAD", "POST", "OPTIONS"),
+    allow_headers=("authorization", "content-type", "mcp-protocol-version"),
+)
+CORS_POLICY = path_policy(
+    (path, _PUBLIC_CORS)
+    for path in (paths.METADATA, paths.OPENID_CONFIGURATION, paths.JWKS, paths.TOKEN, paths.REGISTER, paths.REVOKE)
+)
+
+
+async def build_context(settings: Settings, db: Database, fetcher: ClientMetadataFetcher | None = None) -> ServerContext:
+    await ensure_signing_key(db)
+    secret = settings.session_secret or await load_or_create_secret(db, "session")
+    return ServerContext(
+        settings=settings,
+        db=db,
+        clients=ClientRegistry(db, fetcher or ClientMetadataFetcher.from_settings(settings)),
+        keys=KeyStore(db),
+        sessions=SessionCodec(secret, ttl=settings.session_ttl, secure=settings.is_https),
+        throttle=LoginThrottle(db),
+    )
+
+
+def build_authorization_app(ctx: ServerContext) -> Starlette:
+    metadata = build_metadata(ctx.settings)
+
+    def bind(handler: Handler) -> Callable[[Request], Awaitable[Response]]:
+        async def endpoint(request: Request) -> Response:
+            return await handler(request, ctx)
+
+        return endpoint
+
+    async def serve_metadata(request: Request) -> Response:
+        return JSONResponse(metadata, headers={"Cache-Control": "public, max-age=3600"})
+
+    async def serve_jwks(request: Request) -> Response:
+        ring = await ctx.keys.ring()
+        # Short-lived in caches, so a rotated key is seen within minutes.
+        return JSONResponse(ring.jwks, headers={"Cache-Control": "public, max-age=300"})
+
+    async def healthcheck(request: Request) -> Response:
+        return PlainTextResponse("OK")
+
+    async def not_found(request: Request, exc: Exception) -> Response:
+        return PlainTextResponse("Not found", status_code=404)
+
+    routes = [
+        Route(paths.METADATA, serve_metadata, methods=["GET", "HEAD"]),
+        Route(paths.OPENID_CONFIGURATION, serve_metadata, methods=["GET", "HEAD"]),
+        Route(paths.JWKS, serve_jwks, methods=["GET", "HEAD"]),
+        Route(paths.REGISTER, bind(lambda request, c: register(request, c.settings, c.db)), methods=["POST"]),
+        Route(paths.AUTHORIZE, bind(authorize), methods=["GET", "POST"]),
+        Route(paths.LOGIN, bind(login_form), methods=["GET"]),
+        Route(paths.LOGIN, bind(login_submit), methods=["POST"]),
+        Route(paths.LOGOUT, bind(logout), methods=["POST"]),
+        Route(paths.TOKEN, bind(token), methods=["POST"]),
+        Route(paths.REVOKE, bind(revoke), methods=["POST"]),
+        Route(paths.INTROSPECT, bind(introspect), methods=["POST"]),
+        Route(paths.HEALTHCHECK, healthcheck, methods=["GET", "HEAD"]),
+    ]
+    return Starlette(
+        routes=routes,
+        middleware=[
+            Middleware(CorsMiddleware, policy=CORS_POLICY),
+            Middleware(BodyLimitMiddleware, max_bytes=ctx.settings.max_body_bytes),
+        ],
+        exception_handlers={404: not_found, **EXCEPTION_HANDLERS},
+    )

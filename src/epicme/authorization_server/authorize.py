@@ -1,0 +1,150 @@
+"""The authorization endpoint (GET and POST /authorize): validate, sign in, consent, issue a code."""
+
+from __future__ import annotations
+
+import time
+import uuid
+from urllib.parse import urlencode, urlsplit
+
+from starlette.requests import Request
+from starlette.responses import RedirectResponse, Response
+
+from epicme.authorization_server import paths
+from epicme.authorization_server.authorize_request import (
+    AuthorizationRequest,
+    PageError,
+    RedirectError,
+    build_redirect,
+    validate,
+)
+from epicme.authorization_server.context import ServerContext
+from epicme.authorization_server.login import read_form
+from epicme.authorization_server.pages import error_page, render
+from epicme.config import is_loopback_host
+from epicme.oauth import errors
+from epicme.oauth.opaque import digest, new_secret
+from epicme.oauth.redirect_uris import is_loopback_redirect
+from epicme.oauth.scopes import DESCRIPTIONS, format_scope
+from epicme.storage import grants, users
+from epicme.storage.grants import AuthorizationCode, Grant
+from epicme.storage.users import User
+
+# Form fields of the consent page that are not authorization request parameters.
+_CONSENT_FIELDS = ("csrf_token", "decision")
+
+
+def _redirect(ctx: ServerContext, redirect_uri: str, params: dict[str, str | None]) -> Response:
+    # RFC 9207 §2: every authorization response, errors included, carries `iss`.
+    return RedirectResponse(build_redirect(redirect_uri, {**params, "iss": ctx.settings.issuer}), status_code=303)
+
+
+def _error_redirect(ctx: ServerContext, failure: RedirectError) -> Response:
+    return _redirect(
+        ctx,
+        failure.redirect_uri,
+        {"error": failure.error.error, "error_description": failure.error.description, "state": failure.state},
+    )
+
+
+def _return_to(request: AuthorizationRequest, *, drop_prompt: bool = False) -> str:
+    params = [(name, value) for name, value in request.params if not (drop_prompt and name == "prompt")]
+    return f"{paths.AUTHORIZE}?{urlencode(params)}"
+
+
+async def _issue_code(ctx: ServerContext, request: AuthorizationRequest, user: User, *, remember: bool) -> Response:
+    now = int(time.time())
+    code = new_secret(32)
+    scope = format_scope(request.scopes)
+    grant = Grant(str(uuid.uuid4()), request.client.client_id, user.id, request.resource, scope, now, None)
+    record = AuthorizationCode(
+        code_hash=digest(code),
+        grant_id=grant.id,
+        client_id=request.client.client_id,
+        redirect_uri=request.redirect_uri,
+        code_challenge=request.code_challenge,
+        scope=scope,
+        resource=request.resource,
+        expires_at=now + ctx.settings.authorization_code_ttl,
+        used_at=None,
+    )
+    async with ctx.db.write() as conn:
+        await grants.create_grant_with_code(conn, grant, record)
+        if remember:
+            await grants.save_consent(conn, user.id, request.client.client_id, scope, request.resource, now)
+    return _redirect(ctx, request.redirect_uri, {"code": code, "state": request.state})
+
+
+def _consent_page(ctx: ServerContext, request: AuthorizationRequest, user: User, csrf_token: str) -> Response:
+    redirect_parts = urlsplit(request.redirect_uri)
+    redirect_host = redirect_parts.netloc or redirect_parts.scheme + ":"
+    loopback_only = all(is_loopback_redirect(uri) for uri in request.client.redirect_uris) or is_loopback_host(
+        redirect_parts.hostname
+    )
+    name = request.client.display_name
+    return render(
+        "consent.html",
+        client_name=name,
+        client_initial=(name[:1] or "?").upper(),
+        client_id=request.client.client_id,
+        redirect_host=redirect_host,
+        loopback_only=loopback_only,
+        scopes=[{"name": scope, "description": DESCRIPTIONS.get(scope, scope)} for scope in request.scopes],
+        params=request.params,
+        csrf_token=csrf_token,
+        authorize_path=paths.AUTHORIZE,
+        logout_path=paths.LOGOUT,
+        return_to=_return_to(request),
+        email=user.email,
+    )
+
+
+async def authorize(request: Request, ctx: ServerContext) -> Response:
+    decision: str | None = None
+    csrf_token: object = None
+    if request.method == "POST":
+        form = await read_form(request)
+        if form is None:
+            return error_page("The authorization request could not be read (expected a form post).")
+        items = [(name, value) for name, value in form.multi_items() if isinstance(value, str)]
+        fields = dict(items)
+        decision, csrf_token = fields.get("decision"), fields.get("csrf_token")
+        items = [(name, value) for name, value in items if name not in _CONSENT_FIELDS]
+    else:
+        items = list(request.query_params.multi_items())
+    try:
+        auth_request = await validate(ctx, items)
+    except PageError as failure:
+        return error_page(failure.message, error_code=failure.error_code)
+    except RedirectError as failure:
+        return _error_redirect(ctx, failure)
+
+    session = ctx.sessions.load(request)
+    user = await users.load_user(ctx.db, session.user_id) if session and session.user_id else None
+
+    if decision is not None:
+        # The consent form. Only the signed-in user's own page can submit it (CSRF, RFC 9700 §4.7).
+        if session is None or user is None or not ctx.sessions.is_valid_csrf(session, csrf_token):
+            return error_page(
+                "This consent form expired or did not come from EpicMe. Return to the app and connect again.",
+                error_code="invalid_request", status_code=403,
+            )
+        if decision == "allow":
+            return await _issue_code(ctx, auth_request, user, remember=True)
+        denied = errors.AccessDenied("The user denied access.")
+        return _error_redirect(ctx, RedirectError(denied, auth_request.redirect_uri, auth_request.state))
+
+    if session is None or user is None or auth_request.prompt == "login":
+        if auth_request.prompt == "none":
+            return _error_redirect(ctx, RedirectError(errors.LoginRequired("The user is not signed in."), auth_request.redirect_uri, auth_request.state))
+        target = f"{paths.LOGIN}?{urlencode({'return_to': _return_to(auth_request, drop_prompt=True)})}"
+        return RedirectResponse(target, status_code=303)
+
+    async with ctx.db.read() as conn:
+        consented = await grants.load_consent_scope(conn, user.id, auth_request.client.client_id, auth_request.resource)
+    if auth_request.prompt != "consent" and set(auth_request.scopes) <= consented:
+        # The same user already allowed this client these scopes: not asked again.
+        return await _issue_code(ctx, auth_request, user, remember=False)
+    if auth_request.prompt == "none":
+        return _error_redirect(ctx, RedirectError(errors.ConsentRequired("The user has not yet allowed this client."), auth_request.redirect_uri, auth_request.state))
+    return _consent_page(ctx, auth_request, user, ctx.sessions.csrf_token(session))
+

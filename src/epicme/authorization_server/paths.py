@@ -1,0 +1,13 @@
+"""The authorization server's routes. Metadata documents are built from these same constants."""
+
+METADATA = "/.well-known/oauth-authorization-server"
+OPENID_CONFIGURATION = "/.well-known/openid-configuration"
+AUTHORIZE = "/authorize"
+TOKEN = "/token"
+REGISTER = "/register"
+REVOKE = "/revoke"
+INTROSPECT = "/introspect"
+JWKS = "/jwks"
+LOGIN = "/login"
+LOGOUT = "/logout"
+HEALTHCHECK = "/healthcheck"

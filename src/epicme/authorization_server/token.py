@@ -1,0 +1,147 @@
+"""The token endpoint (RFC 6749 §3.2): authorization_code and refresh_token grants.
+
+Each grant runs in one transaction that spends the code or refresh token first. Failures after
+that point are returned, not raised, so the transaction still commits: a code or refresh token
+that was presented wrongly is spent all the same, and a replay's revocation sticks.
+"""
+
+from __future__ import annotations
+
+import time
+from typing import Any
+
+from starlette.datastructures import FormData
+from starlette.requests import Request
+from starlette.responses import JSONResponse, Response
+
+from epicme.authorization_server.client_auth import authenticate_client
+from epicme.authorization_server.clients import Client
+from epicme.authorization_server.context import ServerContext
+from epicme.authorization_server.login import read_form
+from epicme.authorization_server.tokens import issue_tokens
+from epicme.oauth import errors
+from epicme.oauth.opaque import digest
+from epicme.oauth.pkce import verify
+from epicme.oauth.scopes import format_scope, parse_scope
+from epicme.storage import grants
+
+Outcome = dict[str, Any] | errors.OAuthError
+
+
+def single_valued_form(form: FormData) -> dict[str, str]:
+    """RFC 6749 §3.2: parameters sent without a value are treated as omitted, and request
+    parameters MUST NOT be included more than once."""
+    values: dict[str, str] = {}
+    for name, value in form.multi_items():
+        if not isinstance(value, str):
+            raise errors.InvalidRequest(f"'{name}' must be a plain form field.")
+        if name in values:
+            raise errors.InvalidRequest(f"The parameter '{name}' was sent more than once.")
+        if value != "":
+            values[name] = value
+    return values
+
+
+def _required(params: dict[str, str], name: str) -> str:
+    value = params.get(name)
+    if value is None:
+        raise errors.InvalidRequest(f"'{name}' is required.")
+    return value
+
+
+async def _authorization_code(ctx: ServerContext, client: Client, params: dict[str, str]) -> Outcome:
+    code = _required(params, "code")
+    redirect_uri = _required(params, "redirect_uri")
+    verifier = _required(params, "code_verifier")
+    now = int(time.time())
+    async with ctx.db.write() as conn:
+        redemption = await grants.redeem_code(conn, digest(code), now)
+        if redemption.status == "replayed":
+            return errors.InvalidGrant("The authorization code was already used; tokens issued from it are revoked.")
+        record = redemption.code
+        if record is None:
+            return errors.InvalidGrant("The authorization code is invalid.")
+        if record.client_id != client.client_id:
+            # A code issued to another client: say no more than for an unknown code.
+            return errors.InvalidGrant("The authorization code is invalid.")
+        if record.expires_at <= now:
+            return errors.InvalidGrant("The authorization code has expired.")
+        if record.redirect_uri != redirect_uri:
+            # RFC 6749 §4.1.3: redirect_uri must be identical to the authorization request's.
+            return errors.InvalidGrant("redirect_uri does not match the authorization request.")
+        if not verify(verifier, record.code_challenge):
+            # RFC 7636 §4.6: the verifier must transform to the stored challenge.
+            return errors.InvalidGrant("PKCE verification failed: code_verifier does not match code_challenge.")
+        resource = params.get("resource")
+        if resource is not None and resource != record.resource:
+            return errors.InvalidTarget("resource does not match the authorization request.")
+        grant = await grants.load_grant(conn, record.grant_id)
+        if grant is None or grant.revoked_at is not None:
+            return errors.InvalidGrant("The authorization was revoked.")
+        return await issue_tokens(conn, ctx, grant, client, record.scope, now)
+
+
+async def _refresh_token(ctx: ServerContext, client: Client, params: dict[str, str]) -> Outcome:
+    presented = _required(params, "refresh_token")
+    requested_scope = params.get("scope")
+    now = int(time.time())
+    async with ctx.db.write() as conn:
+        rotation = await grants.rotate_refresh_token(conn, digest(presented), now)
+        if rotation.status == "replayed":
+            return errors.InvalidGrant("The refresh token was already used; its whole token family is revoked.")
+        record = rotation.refresh_token
+        if record is None:
+            return errors.InvalidGrant("The refresh token is invalid.")
+        grant = await grants.load_grant(conn, record.grant_id)
+        if grant is None or grant.client_id != client.client_id:
+            # A refresh token is bound to its client (RFC 6749 §6); presented by another, it leaked.
+            if grant is not None:
+                await grants.revoke_grant(conn, grant.id, now)
+            return errors.InvalidGrant("The refresh token is invalid.")
+        if grant.revoked_at is not None:
+            return errors.InvalidGrant("The authorization was revoked.")
+        if record.expires_at <= now:
+            return errors.InvalidGrant("The refresh token has expired.")
+        resource = params.get("resource")
+        if resource is not None and resource != grant.resource:
+            await grants.unspend_refresh_token(conn, record.token_hash)
+            return errors.InvalidTarget("resource does not match the original authorization.")
+        original = parse_scope(record.scope)
+        scope = original
+        if requested_scope is not None:
+            scope = parse_scope(requested_scope)
+            # RFC 6749 §6: the requested scope MUST NOT include any scope not originally granted.
+            extra = [item for item in scope if item not in original]
+            if extra or not scope:
+                # Nothing is issued: restore the refresh token so the client can still use it.
+                await grants.unspend_refresh_token(conn, record.token_hash)
+                return errors.InvalidScope(
+                    f"The scope may only narrow on refresh; not granted: {', '.join(extra) or '(empty)'}."
+                )
+        # RFC 6749 §6: a new refresh token keeps the scope of the one it replaces.
+        return await issue_tokens(conn, ctx, grant, client, format_scope(scope), now, refresh_scope=record.scope)
+
+
+async def token(request: Request, ctx: ServerContext) -> Response:
+    try:
+        form = await read_form(request)
+        if form is None:
+            raise errors.InvalidRequest("The body must be application/x-www-form-urlencoded.")
+        params = single_valued_form(form)
+        client = await authenticate_client(request, form, ctx)
+        grant_type = _required(params, "grant_type")
+        if grant_type == "authorization_code":
+            handler = _authorization_code
+        elif grant_type == "refresh_token":
+            handler = _refresh_token
+        else:
+            raise errors.UnsupportedGrantType(f"grant_type '{grant_type}' is not supported.")
+        if grant_type not in client.grant_types:
+            raise errors.UnauthorizedClient(f"This client is not registered for the {grant_type} grant.")
+        outcome = await handler(ctx, client, params)
+    except errors.OAuthError as error:
+        return error.to_response()
+    if isinstance(outcome, errors.OAuthError):
+        return outcome.to_response()
+    # RFC 6749 §5.1: token responses MUST NOT be cached.
+    return JSONResponse(outcome, headers=errors.NO_STORE)

@@ -1,0 +1,110 @@
+"""The `epicme` command: turns arguments into Settings and calls the matching job, nothing more."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import getpass
+import sys
+from collections.abc import Sequence
+from typing import Any
+
+from pydantic import ValidationError
+
+from epicme import __version__
+from epicme.config import Settings
+
+# CLI flag → Settings field, for the flags `serve` and the store commands share.
+_STORE_FLAGS = {"database_url": ("--database-url", "Database URL: sqlite:///path.db or postgresql://...")}
+_SERVE_FLAGS = {
+    "host": ("--host", "Address to bind (default 127.0.0.1)."),
+    "as_port": ("--as-port", "Authorization server port (default 7788)."),
+    "rs_port": ("--rs-port", "Resource server port (default 8787)."),
+    "issuer": ("--issuer", "Public URL of the authorization server (default http://localhost:7788)."),
+    "resource_url": ("--resource-url", "Public URL of the resource server (default http://localhost:8787)."),
+    "authorization_server": (
+        "--authorization-server",
+        "Trust this external authorization server instead of the embedded one.",
+    ),
+    "log_level": ("--log-level", "debug, info, warning or error."),
+}
+
+
+def _add_flags(parser: argparse.ArgumentParser, flags: dict[str, tuple[str, str]]) -> None:
+    for field, (flag, help_text) in flags.items():
+        parser.add_argument(flag, dest=field, default=None, help=help_text + f" [env EPICME_{field.upper()}]")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="epicme",
+        description="EpicMe: an OAuth-protected MCP journal server and its authorization server. "
+        "Every option can also be set as an EPICME_* environment variable.",
+    )
+    parser.add_argument("--version", action="version", version=f"epicme {__version__}")
+    commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    serve = commands.add_parser("serve", help="Run the authorization server (:7788) and the MCP server (:8787).")
+    _add_flags(serve, {**_STORE_FLAGS, **_SERVE_FLAGS})
+
+    migrate = commands.add_parser("migrate", help="Bring the store's schema to the latest version.")
+    _add_flags(migrate, _STORE_FLAGS)
+
+    users = commands.add_parser("users", help="Manage user accounts.")
+    user_commands = users.add_subparsers(dest="users_command", required=True, metavar="ACTION")
+    add = user_commands.add_parser("add", help="Create an account (asks for the password twice).")
+    add.add_argument("email", help="The new account's e-mail address.")
+    add.add_argument(
+        "--password-stdin", action="store_true", help="Read the password from one line of standard input."
+    )
+    _add_flags(add, _STORE_FLAGS)
+    list_users = user_commands.add_parser("list", help="List accounts.")
+    _add_flags(list_users, _STORE_FLAGS)
+
+    keys = commands.add_parser("keys", help="Manage token-signing keys.")
+    key_commands = keys.add_subparsers(dest="keys_command", required=True, metavar="ACTION")
+    rotate = key_commands.add_parser(
+        "rotate", help="Sign new tokens with a new key; keep publishing the old one until its tokens expire."
+    )
+    _add_flags(rotate, _STORE_FLAGS)
+    return parser
+
+
+def settings_from(args: argparse.Namespace) -> Settings:
+    overrides: dict[str, Any] = {
+        field: value
+        for field in (*_STORE_FLAGS, *_SERVE_FLAGS)
+        if (value := getattr(args, field, None)) is not None
+    }
+    return Settings(**overrides)
+
+
+def read_new_password(from_stdin: bool) -> str:
+    if from_stdin:
+        return sys.stdin.readline().rstrip("\r\n")
+    first = getpass.getpass("Password: ")
+    if getpass.getpass("Repeat password: ") != first:
+        raise SystemExit("The passwords do not match.")
+    return first
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        settings = settings_from(args)
+    except ValidationError as error:
+        print(f"epicme: invalid configuration:\n{error}", file=sys.stderr)
+        return 2
+    from epicme import jobs  # imported late so `--help` stays instant
+
+    if args.command == "serve":
+        return jobs.serve(settings)
+    if args.command == "migrate":
+        return asyncio.run(jobs.migrate_store(settings))
+    if args.command == "users" and args.users_command == "add":
+        return asyncio.run(jobs.add_user(settings, args.email, read_new_password(args.password_stdin)))
+    if args.command == "users" and args.users_command == "list":
+        return asyncio.run(jobs.list_users(settings))
+    if args.command == "keys" and args.keys_command == "rotate":
+        return asyncio.run(jobs.rotate_keys(settings))
+    return 2
