@@ -64,10 +64,15 @@ async def run(settings: Settings) -> None:
     # let only the last server see Ctrl-C).
     loop = asyncio.get_running_loop()
     for server in servers:
-        server.capture_signals = contextlib.nullcontext  # type: ignore[method-assign]
+        server.capture_signals = contextlib.nullcontext  # type: ignore[method-assign,assignment]
+
+    def stop_all() -> None:
+        for server in servers:
+            server.should_exit = True
+
     for sig in (signal.SIGINT, signal.SIGTERM):
         with contextlib.suppress(NotImplementedError):
-            loop.add_signal_handler(sig, lambda: [setattr(s, "should_exit", True) for s in servers])
+            loop.add_signal_handler(sig, stop_all)
     try:
         await asyncio.gather(*(server.serve() for server in servers))
     finally:

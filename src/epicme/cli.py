@@ -54,9 +54,7 @@ def build_parser() -> argparse.ArgumentParser:
     user_commands = users.add_subparsers(dest="users_command", required=True, metavar="ACTION")
     add = user_commands.add_parser("add", help="Create an account (asks for the password twice).")
     add.add_argument("email", help="The new account's e-mail address.")
-    add.add_argument(
-        "--password-stdin", action="store_true", help="Read the password from one line of standard input."
-    )
+    add.add_argument("--password-stdin", action="store_true", help="Read the password from one line of standard input.")
     _add_flags(add, _STORE_FLAGS)
     list_users = user_commands.add_parser("list", help="List accounts.")
     _add_flags(list_users, _STORE_FLAGS)
@@ -72,9 +70,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 def settings_from(args: argparse.Namespace) -> Settings:
     overrides: dict[str, Any] = {
-        field: value
-        for field in (*_STORE_FLAGS, *_SERVE_FLAGS)
-        if (value := getattr(args, field, None)) is not None
+        field: value for field in (*_STORE_FLAGS, *_SERVE_FLAGS) if (value := getattr(args, field, None)) is not None
     }
     return Settings(**overrides)
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import secrets
 
@@ -90,8 +91,6 @@ def serve(settings: Settings) -> int:
     from epicme.app import run
 
     logging.basicConfig(level=settings.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-    try:
+    with contextlib.suppress(KeyboardInterrupt):
         asyncio.run(run(settings))
-    except KeyboardInterrupt:
-        pass
     return 0

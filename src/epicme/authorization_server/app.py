@@ -44,7 +44,9 @@ CORS_POLICY = path_policy(
 )
 
 
-async def build_context(settings: Settings, db: Database, fetcher: ClientMetadataFetcher | None = None) -> ServerContext:
+async def build_context(
+    settings: Settings, db: Database, fetcher: ClientMetadataFetcher | None = None
+) -> ServerContext:
     await ensure_signing_key(db)
     secret = settings.session_secret or await load_or_create_secret(db, "session")
     return ServerContext(

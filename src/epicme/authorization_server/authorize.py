@@ -126,7 +126,8 @@ async def authorize(request: Request, ctx: ServerContext) -> Response:
         if session is None or user is None or not ctx.sessions.is_valid_csrf(session, csrf_token):
             return error_page(
                 "This consent form expired or did not come from EpicMe. Return to the app and connect again.",
-                error_code="invalid_request", status_code=403,
+                error_code="invalid_request",
+                status_code=403,
             )
         if decision == "allow":
             return await _issue_code(ctx, auth_request, user, remember=True)
@@ -135,7 +136,12 @@ async def authorize(request: Request, ctx: ServerContext) -> Response:
 
     if session is None or user is None or auth_request.prompt == "login":
         if auth_request.prompt == "none":
-            return _error_redirect(ctx, RedirectError(errors.LoginRequired("The user is not signed in."), auth_request.redirect_uri, auth_request.state))
+            return _error_redirect(
+                ctx,
+                RedirectError(
+                    errors.LoginRequired("The user is not signed in."), auth_request.redirect_uri, auth_request.state
+                ),
+            )
         target = f"{paths.LOGIN}?{urlencode({'return_to': _return_to(auth_request, drop_prompt=True)})}"
         return RedirectResponse(target, status_code=303)
 
@@ -145,6 +151,12 @@ async def authorize(request: Request, ctx: ServerContext) -> Response:
         # The same user already allowed this client these scopes: not asked again.
         return await _issue_code(ctx, auth_request, user, remember=False)
     if auth_request.prompt == "none":
-        return _error_redirect(ctx, RedirectError(errors.ConsentRequired("The user has not yet allowed this client."), auth_request.redirect_uri, auth_request.state))
+        return _error_redirect(
+            ctx,
+            RedirectError(
+                errors.ConsentRequired("The user has not yet allowed this client."),
+                auth_request.redirect_uri,
+                auth_request.state,
+            ),
+        )
     return _consent_page(ctx, auth_request, user, ctx.sessions.csrf_token(session))
-

@@ -96,7 +96,9 @@ async def check_client(ctx: ServerContext, params: dict[str, str]) -> Client:
     except errors.OAuthError as error:
         raise PageError(f"The app's client metadata document was refused: {error.description}", error.error) from None
     if client is None:
-        raise PageError("The app that sent you here is not registered with EpicMe (unknown client_id).", "invalid_client")
+        raise PageError(
+            "The app that sent you here is not registered with EpicMe (unknown client_id).", "invalid_client"
+        )
     return client
 
 

@@ -34,12 +34,15 @@ def _basic_credentials(request: Request) -> tuple[str, str] | None:
     return unquote(client_id.replace("+", " ")), unquote(secret.replace("+", " "))
 
 
-async def authenticate_client(request: Request, form: FormData, ctx: ServerContext, *, require_secret: bool = False) -> Client:
+async def authenticate_client(
+    request: Request, form: FormData, ctx: ServerContext, *, require_secret: bool = False
+) -> Client:
     basic = _basic_credentials(request)
     form_id, form_secret = form.get("client_id"), form.get("client_secret")
     if basic and form_secret is not None:
         # RFC 6749 §2.3: a client MUST NOT use more than one authentication method per request.
         raise errors.InvalidRequest("Use either HTTP Basic or client_secret in the body, not both.")
+    secret: str | None
     if basic:
         client_id, secret = basic
         if isinstance(form_id, str) and form_id != client_id:

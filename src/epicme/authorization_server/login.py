@@ -55,7 +55,12 @@ async def _client_name(ctx: ServerContext, return_to: str | None) -> str | None:
 
 
 async def _login_page(
-    ctx: ServerContext, session: Session, return_to: str | None, *, error: str | None = None, email: str = "",
+    ctx: ServerContext,
+    session: Session,
+    return_to: str | None,
+    *,
+    error: str | None = None,
+    email: str = "",
     status_code: int = 200,
 ) -> Response:
     response = render(
@@ -96,12 +101,16 @@ async def login_submit(request: Request, ctx: ServerContext) -> Response:
     wait = await ctx.throttle.retry_after(email, address)
     if wait:
         minutes = max(1, (wait + 59) // 60)
-        response = await _login_page(
-            ctx, session, return_to, email=email, status_code=429,
+        throttled = await _login_page(
+            ctx,
+            session,
+            return_to,
+            email=email,
+            status_code=429,
             error=f"Too many failed sign-in attempts. Try again in {minutes} minute{'s' if minutes > 1 else ''}.",
         )
-        response.headers["Retry-After"] = str(wait)
-        return response
+        throttled.headers["Retry-After"] = str(wait)
+        return throttled
     user = await users.load_user_by_email(ctx.db, email)
     if not await verify_password(user.password_hash if user else None, password) or user is None:
         await ctx.throttle.record_failure(email, address)

@@ -33,6 +33,11 @@ def render(template: str, status_code: int = 200, **context: Any) -> HTMLRespons
     return HTMLResponse(html, status_code=status_code, headers=PAGE_HEADERS)
 
 
-def error_page(message: str, *, heading: str = "This sign-in request can't be completed", error_code: str | None = None,
-               status_code: int = 400) -> HTMLResponse:
+def error_page(
+    message: str,
+    *,
+    heading: str = "This sign-in request can't be completed",
+    error_code: str | None = None,
+    status_code: int = 400,
+) -> HTMLResponse:
     return render("error.html", status_code, heading=heading, message=message, error_code=error_code)

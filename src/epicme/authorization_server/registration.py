@@ -110,9 +110,7 @@ def build_client_metadata(body: object, settings: Settings) -> dict[str, Any]:
     # RFC 7591 §2: the default is client_secret_basic.
     method = body.get("token_endpoint_auth_method", "client_secret_basic")
     if method not in AUTH_METHODS:
-        raise InvalidClientMetadata(
-            f"token_endpoint_auth_method must be one of: {', '.join(AUTH_METHODS)}."
-        )
+        raise InvalidClientMetadata(f"token_endpoint_auth_method must be one of: {', '.join(AUTH_METHODS)}.")
     metadata: dict[str, Any] = {
         "redirect_uris": redirect_uris,
         "token_endpoint_auth_method": method,

@@ -58,7 +58,12 @@ async def _describe(ctx: ServerContext, token: str) -> dict[str, Any]:
         refresh = await grants.load_refresh_token(conn, digest(token))
         if refresh is not None:
             grant = await grants.load_grant(conn, refresh.grant_id)
-            if grant is None or grant.revoked_at is not None or refresh.used_at is not None or refresh.expires_at <= now:
+            if (
+                grant is None
+                or grant.revoked_at is not None
+                or refresh.used_at is not None
+                or refresh.expires_at <= now
+            ):
                 return {"active": False}
             return {
                 "active": True,
@@ -77,7 +82,11 @@ async def _describe(ctx: ServerContext, token: str) -> dict[str, Any]:
     return {
         "active": True,
         "token_type": "Bearer",
-        **{key: claims[key] for key in ("sub", "client_id", "scope", "aud", "iss", "exp", "iat", "jti") if key in claims},
+        **{
+            key: claims[key]
+            for key in ("sub", "client_id", "scope", "aud", "iss", "exp", "iat", "jti")
+            if key in claims
+        },
     }
 
 

@@ -17,8 +17,14 @@ from epicme.storage.grants import Grant, RefreshToken
 
 
 async def issue_tokens(
-    conn: AsyncConnection, ctx: ServerContext, grant: Grant, client: Client, scope: str, now: int,
-    *, refresh_scope: str | None = None,
+    conn: AsyncConnection,
+    ctx: ServerContext,
+    grant: Grant,
+    client: Client,
+    scope: str,
+    now: int,
+    *,
+    refresh_scope: str | None = None,
 ) -> dict[str, Any]:
     """The token response body (RFC 6749 §5.1); records the tokens in `conn`'s transaction."""
     ring = await ctx.keys.ring()
@@ -47,7 +53,9 @@ async def issue_tokens(
         refresh = new_secret(32)
         await grants.save_refresh_token(
             conn,
-            RefreshToken(digest(refresh), grant.id, refresh_scope or scope, now, now + ctx.settings.refresh_token_ttl, None),
+            RefreshToken(
+                digest(refresh), grant.id, refresh_scope or scope, now, now + ctx.settings.refresh_token_ttl, None
+            ),
         )
         body["refresh_token"] = refresh
     return body

@@ -148,7 +148,9 @@ async def revoke_access_token(conn: AsyncConnection, jti: str, now: int) -> str 
     row = (await conn.execute(select(table.c.grant_id).where(table.c.jti == jti))).first()
     if row is None:
         return None
-    await conn.execute(table.update().where(and_(table.c.jti == jti, table.c.revoked_at.is_(None))).values(revoked_at=now))
+    await conn.execute(
+        table.update().where(and_(table.c.jti == jti, table.c.revoked_at.is_(None))).values(revoked_at=now)
+    )
     return str(row.grant_id)
 
 
@@ -192,7 +194,9 @@ async def load_consent_scope(conn: AsyncConnection, user_id: str, client_id: str
     return set(str(row.scope).split())
 
 
-async def save_consent(conn: AsyncConnection, user_id: str, client_id: str, scope: str, resource: str, now: int) -> None:
+async def save_consent(
+    conn: AsyncConnection, user_id: str, client_id: str, scope: str, resource: str, now: int
+) -> None:
     table = schema.consents
     await conn.execute(table.delete().where(and_(table.c.user_id == user_id, table.c.client_id == client_id)))
     await conn.execute(

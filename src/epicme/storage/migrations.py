@@ -11,7 +11,7 @@ import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 
-from sqlalchemy import Table, select, text
+from sqlalchemy import Connection, Table, select, text
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from epicme.storage import schema
@@ -28,9 +28,12 @@ class Migration:
 
 
 def _create_tables(*tables: Table) -> Callable[[AsyncConnection], Awaitable[None]]:
-    async def apply(conn: AsyncConnection) -> None:
+    def create(sync_conn: Connection) -> None:
         for table in tables:
-            await conn.run_sync(lambda sync_conn, t=table: t.create(sync_conn))
+            table.create(sync_conn)
+
+    async def apply(conn: AsyncConnection) -> None:
+        await conn.run_sync(create)
 
     return apply
 
