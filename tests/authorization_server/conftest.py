@@ -40,17 +40,30 @@ class AuthServer:
         return self.server.url
 
     async def register(self, **metadata: Any) -> dict[str, Any]:
-        body = {"redirect_uris": [REDIRECT_URI], "token_endpoint_auth_method": "none",
-                "grant_types": ["authorization_code", "refresh_token"], "client_name": "Test Client",
-                "application_type": "native", **metadata}
+        body = {
+            "redirect_uris": [REDIRECT_URI],
+            "token_endpoint_auth_method": "none",
+            "grant_types": ["authorization_code", "refresh_token"],
+            "client_name": "Test Client",
+            "application_type": "native",
+            **metadata,
+        }
         response = await self.http.post("/register", json=body)
         assert response.status_code == 201, response.text
         return dict(response.json())
 
     def authorization_url(self, client_id: str, **params: str) -> str:
-        query = {"response_type": "code", "client_id": client_id, "redirect_uri": REDIRECT_URI,
-                 "code_challenge": CHALLENGE, "code_challenge_method": "S256", "state": "st-123",
-                 "scope": "user:read entries:read", "resource": self.settings.mcp_url, **params}
+        query = {
+            "response_type": "code",
+            "client_id": client_id,
+            "redirect_uri": REDIRECT_URI,
+            "code_challenge": CHALLENGE,
+            "code_challenge_method": "S256",
+            "state": "st-123",
+            "scope": "user:read entries:read",
+            "resource": self.settings.mcp_url,
+            **params,
+        }
         return str(httpx2.URL(self.url + "/authorize", params=query))
 
     async def code_for(self, client_id: str, **params: str) -> str:
@@ -60,8 +73,14 @@ class AuthServer:
         return query["code"]
 
     async def exchange(self, client_id: str, code: str, **extra: str) -> httpx2.Response:
-        data = {"grant_type": "authorization_code", "code": code, "redirect_uri": REDIRECT_URI,
-                "code_verifier": VERIFIER, "client_id": client_id, **extra}
+        data = {
+            "grant_type": "authorization_code",
+            "code": code,
+            "redirect_uri": REDIRECT_URI,
+            "code_verifier": VERIFIER,
+            "client_id": client_id,
+            **extra,
+        }
         return await self.http.post("/token", data=data)
 
     async def tokens_for(self, client_id: str, **params: str) -> dict[str, Any]:
@@ -72,8 +91,12 @@ class AuthServer:
 
 async def start_auth_server(db: Database, **overrides: Any) -> AuthServer:
     port = free_port()
-    settings = Settings(issuer=f"http://127.0.0.1:{port}", resource_url="http://127.0.0.1:8787",
-                        database_url="sqlite:///unused.db", **overrides)
+    settings = Settings(
+        issuer=f"http://127.0.0.1:{port}",
+        resource_url="http://127.0.0.1:8787",
+        database_url="sqlite:///unused.db",
+        **overrides,
+    )
     fetcher = ClientMetadataFetcher.from_settings(settings)
     ctx = await build_context(settings, db, fetcher)
     server = LiveServer(build_authorization_app(ctx), port)

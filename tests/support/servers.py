@@ -32,8 +32,9 @@ class LiveServer:
         return f"http://127.0.0.1:{self.port}"
 
     async def start(self) -> None:
-        config = uvicorn.Config(self.app, host="127.0.0.1", port=self.port, log_level="warning", access_log=False,
-                                lifespan="on")
+        config = uvicorn.Config(
+            self.app, host="127.0.0.1", port=self.port, log_level="warning", access_log=False, lifespan="on"
+        )
         self._server = uvicorn.Server(config)
         # The test runner owns the signals.
         self._server.capture_signals = contextlib.nullcontext  # type: ignore[method-assign]
