@@ -5,7 +5,9 @@ from __future__ import annotations
 import jwt
 from jwt import PyJWKSet
 
+from epicme.storage.database import Database
 from tests.authorization_server.conftest import AuthServer
+from tests.support.browser import redirect_params
 
 
 async def test_code_flow_refresh_revoke_introspect(auth_server: AuthServer) -> None:
@@ -58,3 +60,64 @@ async def test_code_flow_refresh_revoke_introspect(auth_server: AuthServer) -> N
         data={"grant_type": "refresh_token", "refresh_token": new["refresh_token"], "client_id": client["client_id"]},
     )
     assert after.json()["error"] == "invalid_grant"
+
+    # A fresh grant: introspect (as a confidential client), revoke, introspect again.
+    tokens = await auth_server.tokens_for(client["client_id"])
+    introspector = await auth_server.register(token_endpoint_auth_method="client_secret_basic")
+    credentials = (introspector["client_id"], introspector["client_secret"])
+    active = await auth_server.http.post("/introspect", data={"token": tokens["access_token"]}, auth=credentials)
+    assert active.status_code == 200
+    body = active.json()
+    assert body["active"] is True
+    assert body["sub"] == claims["sub"] and body["client_id"] == client["client_id"]
+    assert body["aud"] == auth_server.settings.mcp_url and body["iss"] == auth_server.url
+    revoked = await auth_server.http.post(
+        "/revoke", data={"token": tokens["refresh_token"], "client_id": client["client_id"]}
+    )
+    assert revoked.status_code == 200
+    for token in (tokens["access_token"], tokens["refresh_token"]):
+        inactive = await auth_server.http.post("/introspect", data={"token": token}, auth=credentials)
+        assert inactive.json() == {"active": False}
+
+
+async def test_code_flow_with_client_id_metadata_document(sqlite_db: Database) -> None:
+    """A client named by its metadata document URL signs in with no registration at all."""
+    from starlette.applications import Starlette
+    from starlette.responses import JSONResponse
+    from starlette.routing import Route
+
+    from epicme.authorization_server.passwords import hash_password
+    from epicme.storage import users
+    from tests.authorization_server.conftest import REDIRECT_URI, USER_EMAIL, USER_PASSWORD, start_auth_server
+    from tests.support.servers import serving
+
+    document: dict[str, object] = {}
+
+    async def serve_document(request: object) -> JSONResponse:
+        return JSONResponse(document, headers={"Cache-Control": "max-age=120"})
+
+    async with serving(Starlette(routes=[Route("/client.json", serve_document)])) as host:
+        client_id = f"{host.url}/client.json"
+        document.update(client_id=client_id, client_name="Document Client", redirect_uris=[REDIRECT_URI],
+                        grant_types=["authorization_code", "refresh_token"], token_endpoint_auth_method="none")
+        await users.create_user(sqlite_db, USER_EMAIL, hash_password(USER_PASSWORD))
+        # Loopback documents are refused in production; this test allows them explicitly.
+        server = await start_auth_server(sqlite_db, cimd_allow_private_addresses=True)
+        try:
+            consent = await server.browser.http.get(server.authorization_url(client_id))
+            login = await server.browser.get(consent.headers["location"])
+            consent_page = await server.browser.sign_in(login, USER_EMAIL, USER_PASSWORD)
+            consent_page = await server.browser.get(consent_page.headers["location"])
+            assert "Document Client" in consent_page.text
+            assert "127.0.0.1:9999" in consent_page.text
+            redirect = (await server.browser.decide(consent_page, "allow")).headers["location"]
+            code = redirect_params(redirect)["code"]
+            tokens = (await server.exchange(client_id, code)).json()
+            assert tokens["token_type"] == "Bearer" and "refresh_token" in tokens
+            claims = jwt.decode(tokens["access_token"], options={"verify_signature": False})
+            assert claims["client_id"] == client_id
+        finally:
+            await server.http.aclose()
+            await server.browser.aclose()
+            await server.server.stop()
+            await server.ctx.clients.aclose()
