@@ -98,8 +98,13 @@ async def test_code_flow_with_client_id_metadata_document(sqlite_db: Database) -
 
     async with serving(Starlette(routes=[Route("/client.json", serve_document)])) as host:
         client_id = f"{host.url}/client.json"
-        document.update(client_id=client_id, client_name="Document Client", redirect_uris=[REDIRECT_URI],
-                        grant_types=["authorization_code", "refresh_token"], token_endpoint_auth_method="none")
+        document.update(
+            client_id=client_id,
+            client_name="Document Client",
+            redirect_uris=[REDIRECT_URI],
+            grant_types=["authorization_code", "refresh_token"],
+            token_endpoint_auth_method="none",
+        )
         await users.create_user(sqlite_db, USER_EMAIL, hash_password(USER_PASSWORD))
         # Loopback documents are refused in production; this test allows them explicitly.
         server = await start_auth_server(sqlite_db, cimd_allow_private_addresses=True)

@@ -3,6 +3,7 @@ server with its own keys, a stand-in MCP app that echoes who it was called for, 
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import hashlib
 import hmac
@@ -21,7 +22,7 @@ from cryptography.hazmat.primitives.asymmetric import ec, ed25519, rsa
 from jwt.algorithms import ECAlgorithm, OKPAlgorithm, RSAAlgorithm
 from starlette.applications import Starlette
 from starlette.requests import Request
-from starlette.responses import JSONResponse, PlainTextResponse, Response
+from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 from starlette.types import ASGIApp, Receive, Scope, Send
 
@@ -182,8 +183,6 @@ class FakeAuthorizationServer:
     async def _metadata(self, request: Request) -> Response:
         self.hits[request.url.path] += 1
         if self.delay:
-            import asyncio
-
             await asyncio.sleep(self.delay)
         return Response(self.metadata_bytes, media_type="application/json", headers={"Cache-Control": self.cache_control})
 
@@ -267,7 +266,3 @@ def required_scopes(message: dict[str, Any]) -> frozenset[str] | None:
 
 def tool_call(name: str, **arguments: Any) -> dict[str, Any]:
     return {"jsonrpc": "2.0", "id": 1, "method": "tools/call", "params": {"name": name, "arguments": arguments}}
-
-
-def text_response(text: str) -> PlainTextResponse:
-    return PlainTextResponse(text)

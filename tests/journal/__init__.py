@@ -1,0 +1,1 @@
+"""Tests of the EpicMe journal: the domain service, the scope table and the MCP server."""

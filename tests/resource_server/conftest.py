@@ -1,0 +1,108 @@
+"""Fixtures: a fake authorization server and the resource server, both really listening on loopback."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from typing import Any
+
+import httpx2
+import pytest
+from starlette.applications import Starlette
+from starlette.types import ASGIApp
+
+from epicme.config import Settings
+from epicme.resource_server.app import build_resource_app
+from epicme.resource_server.gate import RequiredScopes
+
+from .fakes import FakeAuthorizationServer, FakeClock, LiveServer, SigningKey, claims_for, echo_app, required_scopes
+
+
+@dataclass
+class ResourceServer:
+    settings: Settings
+    clock: FakeClock
+    app: Starlette
+    live: LiveServer
+    fake_as: FakeAuthorizationServer
+    client: httpx2.Client = field(init=False)
+
+    def __post_init__(self) -> None:
+        self.client = httpx2.Client(base_url=self.live.url, timeout=15)
+
+    @property
+    def url(self) -> str:
+        return self.live.url
+
+    @property
+    def prm_url(self) -> str:
+        return self.settings.resource_url + "/.well-known/oauth-protected-resource/mcp"
+
+    def claims(self, **overrides: Any) -> dict[str, Any]:
+        return claims_for(self.settings.mcp_url, self.settings.trusted_issuer, **overrides)
+
+    def token(self, key: SigningKey | None = None, header: dict[str, Any] | None = None, **claims: Any) -> str:
+        return (key or self.fake_as.key).sign(self.claims(**claims), **(header or {}))
+
+    def post_mcp(
+        self,
+        message: Any,
+        token: str | None = None,
+        headers: dict[str, str] | None = None,
+        **kwargs: Any,
+    ) -> httpx2.Response:
+        request_headers = {"content-type": "application/json", **(headers or {})}
+        if token is not None:
+            request_headers["authorization"] = f"Bearer {token}"
+        content = message if isinstance(message, bytes) else json.dumps(message).encode()
+        return self.client.post("/mcp", content=content, headers=request_headers, **kwargs)
+
+    def close(self) -> None:
+        self.client.close()
+        self.live.stop()
+
+
+StartResourceServer = Callable[..., ResourceServer]
+
+
+@pytest.fixture
+def fake_as() -> Iterator[FakeAuthorizationServer]:
+    server = FakeAuthorizationServer().start()
+    yield server
+    server.stop()
+
+
+@pytest.fixture
+def start_rs(fake_as: FakeAuthorizationServer) -> Iterator[StartResourceServer]:
+    """Starts a resource server trusting `fake_as` (or `trust=` another one); Settings overrides
+    as keyword arguments."""
+    started: list[ResourceServer] = []
+
+    def start(
+        *,
+        mcp_app: ASGIApp = echo_app,
+        required: RequiredScopes = required_scopes,
+        trust: FakeAuthorizationServer | None = None,
+        **overrides: Any,
+    ) -> ResourceServer:
+        authority = trust or fake_as
+        live = LiveServer()
+        values: dict[str, Any] = {"issuer": authority.issuer, "resource_url": live.url, **overrides}
+        lifespan = values.pop("lifespan", None)
+        settings = Settings(**values)
+        clock = FakeClock()
+        app = build_resource_app(settings, mcp_app=mcp_app, required_scopes=required, lifespan=lifespan, clock=clock)
+        live.start(app)
+        server = ResourceServer(settings, clock, app, live, authority)
+        started.append(server)
+        return server
+
+    yield start
+    for server in started:
+        server.close()
+
+
+@pytest.fixture
+def rs(start_rs: StartResourceServer) -> ResourceServer:
+    return start_rs()
