@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+import logging
+
 import jwt
+import pytest
 from jwt import PyJWKSet
 
 from epicme.storage.database import Database
-from tests.authorization_server.conftest import AuthServer
+from tests.authorization_server.conftest import USER_PASSWORD, AuthServer
 from tests.support.browser import redirect_params
 
 
@@ -126,3 +129,31 @@ async def test_code_flow_with_client_id_metadata_document(sqlite_db: Database) -
             await server.browser.aclose()
             await server.server.stop()
             await server.ctx.clients.aclose()
+
+
+async def test_no_secret_reaches_the_logs(auth_server: AuthServer, caplog: pytest.LogCaptureFixture) -> None:
+    """Tokens, codes, passwords and client secrets never appear in any log record, even at DEBUG."""
+    caplog.set_level(logging.DEBUG)
+    confidential = await auth_server.register(token_endpoint_auth_method="client_secret_post")
+    code = await auth_server.code_for(confidential["client_id"])
+    response = await auth_server.exchange(confidential["client_id"], code, client_secret=confidential["client_secret"])
+    tokens = response.json()
+    replay = await auth_server.exchange(confidential["client_id"], code, client_secret=confidential["client_secret"])
+    assert replay.json()["error"] == "invalid_grant"
+    wrong = await auth_server.exchange(confidential["client_id"], "not-a-code", client_secret="wrong-secret")
+    assert wrong.status_code == 401
+    secrets = [
+        USER_PASSWORD,
+        code,
+        confidential["client_secret"],
+        tokens["access_token"],
+        tokens["refresh_token"],
+        "wrong-secret",
+    ]
+    # httpcore2/httpx2 trace the test's own HTTP client, which is the OAuth client here and so
+    # receives the code by design; every server-side logger is checked.
+    server_records = [record for record in caplog.records if not record.name.startswith(("httpcore2", "httpx2"))]
+    assert server_records, "the server logged nothing at DEBUG: the check would be empty"
+    logged = "\n".join(record.getMessage() + str(record.args) + str(record.exc_info) for record in server_records)
+    for secret in secrets:
+        assert secret not in logged

@@ -7,6 +7,7 @@ that was presented wrongly is spent all the same, and a replay's revocation stic
 
 from __future__ import annotations
 
+import logging
 import time
 from typing import Any
 
@@ -26,6 +27,8 @@ from epicme.oauth.scopes import format_scope, parse_scope
 from epicme.storage import grants
 
 Outcome = dict[str, Any] | errors.OAuthError
+# Who got what, for operators; identifiers only, never a credential.
+audit = logging.getLogger("epicme.audit")
 
 
 def single_valued_form(form: FormData) -> dict[str, str]:
@@ -57,6 +60,7 @@ async def _authorization_code(ctx: ServerContext, client: Client, params: dict[s
     async with ctx.db.write() as conn:
         redemption = await grants.redeem_code(conn, digest(code), now)
         if redemption.status == "replayed":
+            audit.warning("authorization code replayed by client %s; its grant is revoked", client.client_id)
             return errors.InvalidGrant("The authorization code was already used; tokens issued from it are revoked.")
         record = redemption.code
         if record is None:
@@ -88,6 +92,7 @@ async def _refresh_token(ctx: ServerContext, client: Client, params: dict[str, s
     async with ctx.db.write() as conn:
         rotation = await grants.rotate_refresh_token(conn, digest(presented), now)
         if rotation.status == "replayed":
+            audit.warning("refresh token reused by client %s; its token family is revoked", client.client_id)
             return errors.InvalidGrant("The refresh token was already used; its whole token family is revoked.")
         record = rotation.refresh_token
         if record is None:
@@ -142,6 +147,8 @@ async def token(request: Request, ctx: ServerContext) -> Response:
     except errors.OAuthError as error:
         return error.to_response()
     if isinstance(outcome, errors.OAuthError):
+        audit.info("token request refused: %s (%s) client %s", outcome.error, grant_type, client.client_id)
         return outcome.to_response()
+    audit.info("tokens issued: %s grant, client %s, scope %s", grant_type, client.client_id, outcome["scope"])
     # RFC 6749 §5.1: token responses MUST NOT be cached.
     return JSONResponse(outcome, headers=errors.NO_STORE)
