@@ -1,0 +1,694 @@
+"""The EpicMe journal as an MCP server: tools, resources and a prompt over `JournalService`.
+
+Who is calling comes from the `Principal` the bearer gate attached to the HTTP request (ASGI scope
+key `PRINCIPAL_SCOPE_KEY`), or from `current_principal` where there is no HTTP request (in-process
+tests, stdio). A middleware lifts it into `current_principal` for the length of each request, so the
+handlers the SDK calls without a Context (static resources, completion) see it too. Every handler
+checks the scopes in `permissions.TOOL_SCOPES` itself, even though the gate checked them already.
+
+Annotations here are evaluated by the SDK at registration time against this module's globals, so
+every type a handler's signature names is imported or defined at module level.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from collections.abc import Awaitable, Callable, Iterator, Mapping, Sequence
+from contextlib import contextmanager
+from typing import Annotated, Any, Final
+
+from mcp.server.context import CallNext, HandlerResult, ServerRequestContext
+from mcp.server.mcpserver import (
+    AcceptedElicitation,
+    Context,
+    Elicit,
+    ElicitationResult,
+    MCPServer,
+    RequestStateSecurity,
+    Resolve,
+    UserMessage,
+)
+from mcp.server.mcpserver.exceptions import ResourceError, ResourceNotFoundError, ToolError
+from mcp.shared.exceptions import MCPError
+from mcp_types import (
+    INTERNAL_ERROR,
+    INVALID_PARAMS,
+    INVALID_REQUEST,
+    Completion,
+    CompletionArgument,
+    CompletionContext,
+    EmbeddedResource,
+    PromptReference,
+    ResourceTemplateReference,
+    TextResourceContents,
+    ToolAnnotations,
+)
+from mcp_types.version import is_version_at_least
+from pydantic import BaseModel, ConfigDict, Field
+from pydantic.alias_generators import to_camel
+
+from epicme import __version__
+from epicme.journal.permissions import PROMPT_SCOPES, RESOURCE_SCOPES, TOOL_SCOPES, visible_tools
+from epicme.journal.service import (
+    MAX_COMPLETIONS,
+    MAX_PAGE_SIZE,
+    UNSET,
+    Entry,
+    JournalError,
+    JournalService,
+    NotFound,
+    Tag,
+)
+from epicme.oauth.scopes import effective_scopes, format_scope, has_scopes
+from epicme.resource_server.principal import PRINCIPAL_SCOPE_KEY, Principal, current_principal
+from epicme.storage.database import Database, StoreUnavailable
+
+SERVER_NAME: Final = "EpicMe"
+INSTRUCTIONS: Final = (
+    "EpicMe is the signed-in user's private journal. Entries have a title, content and optional mood, "
+    "location and weather; tags (unique names per user) group entries. Find ids with list_entries and "
+    "list_tags before calling get_, update_ or delete_ tools; whoami tells who is signed in. Times are "
+    "Unix seconds. Deleting asks the user to confirm when the client supports elicitation."
+)
+CURRENT_USER_URI: Final = "epicme://users/current"
+TAGS_URI: Final = "epicme://tags"
+TAG_TEMPLATE: Final = "epicme://tags/{id}"
+ENTRY_TEMPLATE: Final = "epicme://entries/{id}"
+# The first protocol revision that asks the client through an InputRequiredResult rather than a
+# server-to-client request, and so can ask on any transport.
+_INPUT_REQUIRED_VERSION: Final = "2026-07-28"
+_STORE_DOWN: Final = "The journal is temporarily unavailable; please try again shortly."
+
+
+# ---- who is calling ------------------------------------------------------------------------------
+
+
+def principal_from_request(request_context: ServerRequestContext[Any, Any] | None) -> Principal | None:
+    """The caller: the gate's Principal in the HTTP request's ASGI scope, else `current_principal`."""
+    if request_context is not None:
+        scope = getattr(request_context.request, "scope", None)  # a starlette Request on HTTP transports
+        if isinstance(scope, Mapping):
+            found = scope.get(PRINCIPAL_SCOPE_KEY)
+            if isinstance(found, Principal):
+                return found
+    return current_principal.get()
+
+
+def _check(principal: Principal | None, scopes: Sequence[str]) -> Principal:
+    if principal is None:
+        raise MCPError(
+            code=INVALID_REQUEST,
+            message="Authentication required: this request carries no verified access token.",
+            data={"error": "invalid_token"},
+        )
+    if not has_scopes(principal.scopes, scopes):
+        missing = sorted(set(scopes) - effective_scopes(principal.scopes))
+        raise MCPError(
+            code=INVALID_REQUEST,
+            message=f"Insufficient scope: this needs {format_scope(missing)}, which the access token lacks.",
+            data={"error": "insufficient_scope", "scope": format_scope(sorted(scopes))},
+        )
+    return principal
+
+
+def require_principal(ctx: Context[Any, Any], *scopes: str) -> Principal:
+    """The verified caller, if their token grants `scopes`; otherwise an MCP error (never a result)."""
+    try:
+        request_context: ServerRequestContext[Any, Any] | None = ctx.request_context
+    except ValueError:  # a Context built outside a request
+        request_context = None
+    return _check(principal_from_request(request_context), scopes)
+
+
+async def _principal_middleware(ctx: ServerRequestContext[Any, Any], call_next: CallNext) -> HandlerResult:
+    """Expose the caller as `current_principal` during the request, and trim `tools/list` to their scopes."""
+    principal = principal_from_request(ctx)
+    token = current_principal.set(principal)
+    try:
+        result = await call_next(ctx)
+    finally:
+        current_principal.reset(token)
+    if ctx.method == "tools/list" and isinstance(result, dict) and isinstance(result.get("tools"), list):
+        allowed = visible_tools(principal.scopes if principal is not None else ())
+        listed = [tool for tool in result["tools"] if isinstance(tool, Mapping) and tool.get("name") in allowed]
+        result = {**result, "tools": listed}
+    return result
+
+
+def _state_principal(ctx: ServerRequestContext[Any, Any]) -> str | None:
+    # Binds a multi-round call's sealed requestState to the caller, so one user's answer (say, a
+    # confirmed deletion) cannot be replayed under another user's token.
+    principal = principal_from_request(ctx)
+    return json.dumps([principal.user_id, principal.client_id]) if principal is not None else None
+
+
+# ---- wire shapes ---------------------------------------------------------------------------------
+
+
+class _Wire(BaseModel):
+    model_config = ConfigDict(alias_generator=to_camel, validate_by_name=True, validate_by_alias=True)
+
+
+class TagRef(_Wire):
+    id: int
+    name: str
+
+
+class TagOut(_Wire):
+    id: int
+    name: str
+    description: str | None
+    created_at: int = Field(description="Unix seconds")
+    updated_at: int = Field(description="Unix seconds")
+
+    @classmethod
+    def of(cls, tag: Tag) -> TagOut:
+        return cls(
+            id=tag.id,
+            name=tag.name,
+            description=tag.description,
+            created_at=tag.created_at,
+            updated_at=tag.updated_at,
+        )
+
+
+class EntrySummary(_Wire):
+    id: int
+    title: str
+    mood: str | None
+    location: str | None
+    weather: str | None
+    is_private: bool
+    is_favorite: bool
+    created_at: int = Field(description="Unix seconds")
+    updated_at: int = Field(description="Unix seconds")
+    tags: list[TagRef]
+
+
+class EntryOut(EntrySummary):
+    content: str
+
+    @classmethod
+    def of(cls, entry: Entry, tags: Sequence[Tag]) -> EntryOut:
+        return cls(**_summary_fields(entry, tags), content=entry.content)
+
+
+class EntryList(_Wire):
+    entries: list[EntrySummary]
+    total: int = Field(description="How many entries match, across all pages")
+    limit: int
+    offset: int
+
+
+class TagList(_Wire):
+    tags: list[TagOut]
+
+
+class EntryTags(_Wire):
+    entry_id: int
+    tags: list[TagOut]
+
+
+class DeleteOutcome(_Wire):
+    deleted: bool
+    id: int
+    message: str
+
+
+class WhoAmI(_Wire):
+    user_id: str
+    email: str | None
+    client_id: str | None
+    scopes: list[str] = Field(description="Scopes granted to this access token")
+
+
+class DeleteConfirmation(BaseModel):
+    """What the user answers when asked to confirm a deletion (an elicitation form)."""
+
+    confirm: bool = Field(description="Yes, delete it permanently")
+
+
+def _summary_fields(entry: Entry, tags: Sequence[Tag]) -> dict[str, Any]:
+    return {
+        "id": entry.id,
+        "title": entry.title,
+        "mood": entry.mood,
+        "location": entry.location,
+        "weather": entry.weather,
+        "is_private": entry.is_private,
+        "is_favorite": entry.is_favorite,
+        "created_at": entry.created_at,
+        "updated_at": entry.updated_at,
+        "tags": [TagRef(id=tag.id, name=tag.name) for tag in tags],
+    }
+
+
+# Tool parameters. Names are camelCase on the wire, so the Python parameters carry those names.
+EntryIdArg = Annotated[int, Field(description="The entry's id (see list_entries)")]
+TagIdArg = Annotated[int, Field(description="The tag's id (see list_tags)")]
+TitleArg = Annotated[str, Field(description="Entry title, at most 500 characters")]
+ContentArg = Annotated[str, Field(description="Entry text, at most 100,000 characters")]
+MoodArg = Annotated[str | None, Field(description="How the user felt, at most 100 characters")]
+LocationArg = Annotated[str | None, Field(description="Where it happened, at most 200 characters")]
+WeatherArg = Annotated[str | None, Field(description="The weather, at most 100 characters")]
+TagNameArg = Annotated[str, Field(description="Tag name, unique among the user's tags, at most 100 characters")]
+DescriptionArg = Annotated[str | None, Field(description="What the tag is for, at most 1,000 characters")]
+_UNCHANGED = " Omit to leave unchanged."
+_CLEARABLE = " Omit to leave unchanged; an empty string clears it."
+
+
+# ---- error translation ---------------------------------------------------------------------------
+
+
+@contextmanager
+def _tool_errors() -> Iterator[None]:
+    """Domain errors become tool results with isError and the message; anything else stays a crash,
+    which the SDK reports without its text."""
+    try:
+        yield
+    except JournalError as exc:
+        raise ToolError(str(exc)) from None
+    except StoreUnavailable:
+        raise ToolError(_STORE_DOWN) from None
+
+
+@contextmanager
+def _resource_errors() -> Iterator[None]:
+    try:
+        yield
+    except NotFound as exc:
+        raise ResourceNotFoundError(str(exc)) from None
+    except JournalError as exc:
+        raise ResourceError(str(exc)) from None
+    except StoreUnavailable:
+        raise ResourceError(_STORE_DOWN) from None
+
+
+@contextmanager
+def _protocol_errors() -> Iterator[None]:
+    """For prompts and completion, whose failures reach the client only as JSON-RPC errors."""
+    try:
+        yield
+    except JournalError as exc:
+        raise MCPError(code=INVALID_PARAMS, message=str(exc)) from None
+    except StoreUnavailable:
+        raise MCPError(code=INTERNAL_ERROR, message=_STORE_DOWN) from None
+
+
+def _parse_id(raw: str, kind: str) -> int:
+    # URI and prompt arguments arrive as text; anything but a plain decimal id names nothing.
+    if not (raw.isascii() and raw.isdigit()) or len(raw) > 10:
+        raise NotFound(f"{kind} {raw!r} not found.")
+    return int(raw)
+
+
+def _optional(value: Any) -> Any:
+    """A tool's "omitted" (None) as the service's "leave unchanged"."""
+    return UNSET if value is None else value
+
+
+def _clearable(value: str | None) -> Any:
+    """None leaves the field unchanged; an empty string clears it."""
+    if value is None:
+        return UNSET
+    return None if value == "" else value
+
+
+# ---- deletion confirmation -----------------------------------------------------------------------
+
+
+class JournalServer(MCPServer[Any]):
+    """An MCPServer that carries its journal, so the module-level resolvers below can reach it."""
+
+    def __init__(self, journal: JournalService, **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        self.journal = journal
+
+
+def _journal(ctx: Context[Any, Any]) -> JournalService:
+    server = ctx.mcp_server
+    assert isinstance(server, JournalServer)
+    return server.journal
+
+
+def _can_elicit(ctx: Context[Any, Any]) -> bool:
+    capabilities = ctx.client_capabilities
+    elicitation = capabilities.elicitation if capabilities is not None else None
+    # A bare `elicitation: {}` means form support; a URL-only client cannot answer a form.
+    if elicitation is None or (elicitation.form is None and elicitation.url is not None):
+        return False
+    version = ctx.protocol_version
+    if version is not None and is_version_at_least(version, _INPUT_REQUIRED_VERSION):
+        return True
+    # Older revisions ask with a server-to-client request, which stateless or JSON-response HTTP
+    # cannot carry; such a client is treated like one without the capability.
+    return bool(ctx.session.can_send_request)
+
+
+def _confirm(ctx: Context[Any, Any], question: str) -> Elicit[DeleteConfirmation] | DeleteConfirmation:
+    if not _can_elicit(ctx):
+        # Nobody to ask: the call itself is the user's instruction.
+        return DeleteConfirmation(confirm=True)
+    return Elicit(question, DeleteConfirmation)
+
+
+# Resolvers run before the tool body (and, on 2026-07-28, again on the retry that carries the
+# answer). They are module-level because `Resolve(...)` inside a string annotation is evaluated
+# against this module's globals. They check the principal and the target first, so nobody is asked
+# to confirm deleting something they may not touch or that does not exist.
+async def _confirm_entry_deletion(id: int, ctx: Context[Any, Any]) -> Elicit[DeleteConfirmation] | DeleteConfirmation:
+    principal = require_principal(ctx, *TOOL_SCOPES["delete_entry"])
+    with _tool_errors():
+        entry = await _journal(ctx).get_entry(principal.user_id, id)
+    return _confirm(ctx, f'Delete the journal entry "{entry.title}" (#{entry.id})? This cannot be undone.')
+
+
+async def _confirm_tag_deletion(id: int, ctx: Context[Any, Any]) -> Elicit[DeleteConfirmation] | DeleteConfirmation:
+    principal = require_principal(ctx, *TOOL_SCOPES["delete_tag"])
+    with _tool_errors():
+        tag = await _journal(ctx).get_tag(principal.user_id, id)
+    return _confirm(
+        ctx, f'Delete the tag "{tag.name}" (#{tag.id})? Entries keep existing but lose this tag. This cannot be undone.'
+    )
+
+
+def _confirmed(outcome: ElicitationResult[DeleteConfirmation]) -> bool:
+    return isinstance(outcome, AcceptedElicitation) and outcome.data.confirm
+
+
+def _kept(kind: str, item_id: int, outcome: ElicitationResult[DeleteConfirmation]) -> DeleteOutcome:
+    reason = "the user did not confirm" if outcome.action == "accept" else f"the user chose {outcome.action}"
+    return DeleteOutcome(deleted=False, id=item_id, message=f"Nothing was deleted: {reason}; {kind} {item_id} is kept.")
+
+
+EntryDeletion = Annotated[ElicitationResult[DeleteConfirmation], Resolve(_confirm_entry_deletion)]
+TagDeletion = Annotated[ElicitationResult[DeleteConfirmation], Resolve(_confirm_tag_deletion)]
+
+
+# ---- the server ----------------------------------------------------------------------------------
+
+
+def build_journal(db: Database, *, request_state_keys: Sequence[bytes | str] | None = None) -> MCPServer[Any]:
+    """The EpicMe MCP server over `db`.
+
+    `request_state_keys` seal the state of multi-round calls (deletion confirmations on protocol
+    2026-07-28). Without them a random per-process key is used, which suits one process; several
+    replicas behind one URL must share keys (the first seals, all open).
+    """
+    journal = JournalService(db)
+    keys = list(request_state_keys) if request_state_keys else [os.urandom(32)]
+    server = JournalServer(
+        journal,
+        name=SERVER_NAME,
+        title="EpicMe Journal",
+        instructions=INSTRUCTIONS,
+        version=__version__,
+        middleware=[_principal_middleware],
+        request_state_security=RequestStateSecurity(keys=keys, bind_principal=_state_principal),
+    )
+    _add_entry_tools(server, journal)
+    _add_tag_tools(server, journal)
+    _add_resources(server, journal)
+    _add_prompts(server, journal)
+    # `completion()` is untyped in the SDK; the handler it wraps is typed.
+    server.completion()(_completer(journal))  # type: ignore[no-untyped-call]
+    return server
+
+
+_READ_ONLY: Final = ToolAnnotations(read_only_hint=True, open_world_hint=False)
+_ADDITIVE: Final = ToolAnnotations(read_only_hint=False, destructive_hint=False, open_world_hint=False)
+# Updates overwrite what was there, so they count as destructive too.
+_DESTRUCTIVE: Final = ToolAnnotations(
+    read_only_hint=False, destructive_hint=True, idempotent_hint=True, open_world_hint=False
+)
+
+
+async def _entry_out(journal: JournalService, user_id: str, entry: Entry) -> EntryOut:
+    return EntryOut.of(entry, await journal.entry_tags(user_id, entry.id))
+
+
+def _add_entry_tools(server: MCPServer[Any], journal: JournalService) -> None:
+    @server.tool(title="Who am I", annotations=_READ_ONLY)
+    async def whoami(ctx: Context[Any, Any]) -> WhoAmI:
+        """Show the signed-in user's id and e-mail, and what this access token may do."""
+        principal = require_principal(ctx, *TOOL_SCOPES["whoami"])
+        with _tool_errors():
+            email = await journal.user_email(principal.user_id)
+        return WhoAmI(
+            user_id=principal.user_id, email=email, client_id=principal.client_id, scopes=sorted(principal.scopes)
+        )
+
+    @server.tool(title="Create journal entry", annotations=_ADDITIVE)
+    async def create_entry(
+        ctx: Context[Any, Any],
+        title: TitleArg,
+        content: ContentArg,
+        mood: MoodArg = None,
+        location: LocationArg = None,
+        weather: WeatherArg = None,
+        isPrivate: Annotated[bool, Field(description="Keep the entry private")] = True,
+        isFavorite: Annotated[bool, Field(description="Mark the entry as a favourite")] = False,
+    ) -> EntryOut:
+        """Write a new journal entry. Attach tags afterwards with add_tag_to_entry."""
+        principal = require_principal(ctx, *TOOL_SCOPES["create_entry"])
+        with _tool_errors():
+            entry = await journal.create_entry(
+                principal.user_id,
+                title=title,
+                content=content,
+                mood=mood,
+                location=location,
+                weather=weather,
+                is_private=isPrivate,
+                is_favorite=isFavorite,
+            )
+            return await _entry_out(journal, principal.user_id, entry)
+
+    @server.tool(title="Get journal entry", annotations=_READ_ONLY)
+    async def get_entry(ctx: Context[Any, Any], id: EntryIdArg) -> EntryOut:
+        """Read one journal entry in full, with its tags."""
+        principal = require_principal(ctx, *TOOL_SCOPES["get_entry"])
+        with _tool_errors():
+            entry = await journal.get_entry(principal.user_id, id)
+            return await _entry_out(journal, principal.user_id, entry)
+
+    @server.tool(title="List journal entries", annotations=_READ_ONLY)
+    async def list_entries(
+        ctx: Context[Any, Any],
+        tagId: Annotated[int | None, Field(description="Only entries carrying this tag")] = None,
+        limit: Annotated[int, Field(ge=1, le=MAX_PAGE_SIZE, description="Entries per page")] = 20,
+        offset: Annotated[int, Field(ge=0, description="Entries to skip, for the next pages")] = 0,
+    ) -> EntryList:
+        """List journal entries, newest first, without their content (use get_entry for that)."""
+        principal = require_principal(ctx, *TOOL_SCOPES["list_entries"])
+        with _tool_errors():
+            page = await journal.list_entries(principal.user_id, tag_id=tagId, limit=limit, offset=offset)
+            tags = await journal.tags_by_entry(principal.user_id, (e.id for e in page.entries))
+        return EntryList(
+            entries=[EntrySummary(**_summary_fields(e, tags.get(e.id, []))) for e in page.entries],
+            total=page.total,
+            limit=page.limit,
+            offset=page.offset,
+        )
+
+    @server.tool(title="Update journal entry", annotations=_DESTRUCTIVE)
+    async def update_entry(
+        ctx: Context[Any, Any],
+        id: EntryIdArg,
+        title: Annotated[str | None, Field(description="New title." + _UNCHANGED)] = None,
+        content: Annotated[str | None, Field(description="New text." + _UNCHANGED)] = None,
+        mood: Annotated[str | None, Field(description="New mood." + _CLEARABLE)] = None,
+        location: Annotated[str | None, Field(description="New location." + _CLEARABLE)] = None,
+        weather: Annotated[str | None, Field(description="New weather." + _CLEARABLE)] = None,
+        isPrivate: Annotated[bool | None, Field(description="Keep private or not." + _UNCHANGED)] = None,
+        isFavorite: Annotated[bool | None, Field(description="Favourite or not." + _UNCHANGED)] = None,
+    ) -> EntryOut:
+        """Change some fields of a journal entry; the fields left out stay as they are."""
+        principal = require_principal(ctx, *TOOL_SCOPES["update_entry"])
+        with _tool_errors():
+            entry = await journal.update_entry(
+                principal.user_id,
+                id,
+                title=_optional(title),
+                content=_optional(content),
+                mood=_clearable(mood),
+                location=_clearable(location),
+                weather=_clearable(weather),
+                is_private=_optional(isPrivate),
+                is_favorite=_optional(isFavorite),
+            )
+            return await _entry_out(journal, principal.user_id, entry)
+
+    @server.tool(title="Delete journal entry", annotations=_DESTRUCTIVE)
+    async def delete_entry(ctx: Context[Any, Any], id: EntryIdArg, confirmation: EntryDeletion) -> DeleteOutcome:
+        """Delete a journal entry permanently. The user is asked to confirm if the client can ask."""
+        principal = require_principal(ctx, *TOOL_SCOPES["delete_entry"])
+        if not _confirmed(confirmation):
+            return _kept("entry", id, confirmation)
+        with _tool_errors():
+            entry = await journal.delete_entry(principal.user_id, id)
+        return DeleteOutcome(deleted=True, id=id, message=f'Deleted the entry "{entry.title}".')
+
+    @server.tool(title="Tag a journal entry", annotations=_ADDITIVE)
+    async def add_tag_to_entry(
+        ctx: Context[Any, Any],
+        entryId: EntryIdArg,
+        tagId: TagIdArg,
+    ) -> EntryTags:
+        """Attach one of the user's tags to one of their entries (nothing changes if already attached)."""
+        principal = require_principal(ctx, *TOOL_SCOPES["add_tag_to_entry"])
+        with _tool_errors():
+            tags = await journal.add_tag_to_entry(principal.user_id, entryId, tagId)
+        return EntryTags(entry_id=entryId, tags=[TagOut.of(tag) for tag in tags])
+
+
+def _add_tag_tools(server: MCPServer[Any], journal: JournalService) -> None:
+    @server.tool(title="Create tag", annotations=_ADDITIVE)
+    async def create_tag(ctx: Context[Any, Any], name: TagNameArg, description: DescriptionArg = None) -> TagOut:
+        """Create a tag for grouping entries. Names are unique per user."""
+        principal = require_principal(ctx, *TOOL_SCOPES["create_tag"])
+        with _tool_errors():
+            return TagOut.of(await journal.create_tag(principal.user_id, name=name, description=description))
+
+    @server.tool(title="Get tag", annotations=_READ_ONLY)
+    async def get_tag(ctx: Context[Any, Any], id: TagIdArg) -> TagOut:
+        """Read one tag."""
+        principal = require_principal(ctx, *TOOL_SCOPES["get_tag"])
+        with _tool_errors():
+            return TagOut.of(await journal.get_tag(principal.user_id, id))
+
+    @server.tool(title="List tags", annotations=_READ_ONLY)
+    async def list_tags(ctx: Context[Any, Any]) -> TagList:
+        """List all of the user's tags, by name."""
+        principal = require_principal(ctx, *TOOL_SCOPES["list_tags"])
+        with _tool_errors():
+            return TagList(tags=[TagOut.of(tag) for tag in await journal.list_tags(principal.user_id)])
+
+    @server.tool(title="Update tag", annotations=_DESTRUCTIVE)
+    async def update_tag(
+        ctx: Context[Any, Any],
+        id: TagIdArg,
+        name: Annotated[str | None, Field(description="New name." + _UNCHANGED)] = None,
+        description: Annotated[str | None, Field(description="New description." + _CLEARABLE)] = None,
+    ) -> TagOut:
+        """Rename a tag or change its description."""
+        principal = require_principal(ctx, *TOOL_SCOPES["update_tag"])
+        with _tool_errors():
+            tag = await journal.update_tag(
+                principal.user_id, id, name=_optional(name), description=_clearable(description)
+            )
+        return TagOut.of(tag)
+
+    @server.tool(title="Delete tag", annotations=_DESTRUCTIVE)
+    async def delete_tag(ctx: Context[Any, Any], id: TagIdArg, confirmation: TagDeletion) -> DeleteOutcome:
+        """Delete a tag permanently; entries keep existing but lose the tag. The user is asked to
+        confirm if the client can ask."""
+        principal = require_principal(ctx, *TOOL_SCOPES["delete_tag"])
+        if not _confirmed(confirmation):
+            return _kept("tag", id, confirmation)
+        with _tool_errors():
+            tag = await journal.delete_tag(principal.user_id, id)
+        return DeleteOutcome(deleted=True, id=id, message=f'Deleted the tag "{tag.name}".')
+
+
+def _json(model: BaseModel) -> str:
+    return model.model_dump_json(by_alias=True, indent=2)
+
+
+def _add_resources(server: MCPServer[Any], journal: JournalService) -> None:
+    # Static resources get no Context from the SDK: they read the caller from `current_principal`,
+    # which `_principal_middleware` has set for this request.
+
+    @server.resource(CURRENT_USER_URI, name="current_user", title="Current user", mime_type="application/json")
+    async def current_user() -> str:
+        """The signed-in user's id and e-mail."""
+        principal = _check(current_principal.get(), sorted(RESOURCE_SCOPES["users"]))
+        with _resource_errors():
+            email = await journal.user_email(principal.user_id)
+        return _json(
+            WhoAmI(
+                user_id=principal.user_id,
+                email=email,
+                client_id=principal.client_id,
+                scopes=sorted(principal.scopes),
+            )
+        )
+
+    @server.resource(TAGS_URI, name="tags", title="All tags", mime_type="application/json")
+    async def all_tags() -> str:
+        """All of the user's tags."""
+        principal = _check(current_principal.get(), sorted(RESOURCE_SCOPES["tags"]))
+        with _resource_errors():
+            found = await journal.list_tags(principal.user_id)
+        return _json(TagList(tags=[TagOut.of(tag) for tag in found]))
+
+    @server.resource(TAG_TEMPLATE, name="tag", title="Tag", mime_type="application/json")
+    async def tag(id: str, ctx: Context[Any, Any]) -> str:
+        """One of the user's tags."""
+        principal = require_principal(ctx, *RESOURCE_SCOPES["tags"])
+        with _resource_errors():
+            return _json(TagOut.of(await journal.get_tag(principal.user_id, _parse_id(id, "Tag"))))
+
+    @server.resource(ENTRY_TEMPLATE, name="entry", title="Journal entry", mime_type="application/json")
+    async def entry(id: str, ctx: Context[Any, Any]) -> str:
+        """One of the user's journal entries, with its tags."""
+        principal = require_principal(ctx, *RESOURCE_SCOPES["entries"])
+        with _resource_errors():
+            found = await journal.get_entry(principal.user_id, _parse_id(id, "Entry"))
+            return _json(await _entry_out(journal, principal.user_id, found))
+
+
+def _add_prompts(server: MCPServer[Any], journal: JournalService) -> None:
+    @server.prompt(title="Suggest tags for an entry")
+    async def suggest_tags(
+        entryId: Annotated[str, Field(description="The id of the entry to tag")],
+        ctx: Context[Any, Any],
+    ) -> list[UserMessage]:
+        """Ask the assistant to suggest tags for one journal entry, reusing existing tags where they fit."""
+        principal = require_principal(ctx, *PROMPT_SCOPES["suggest_tags"])
+        with _protocol_errors():
+            found = await journal.get_entry(principal.user_id, _parse_id(entryId, "Entry"))
+            entry_json = _json(await _entry_out(journal, principal.user_id, found))
+            tags_json = _json(TagList(tags=[TagOut.of(t) for t in await journal.list_tags(principal.user_id)]))
+        return [
+            UserMessage(
+                f"Please suggest tags for my journal entry #{found.id}, shown below with my existing tags. "
+                "Prefer existing tags that fit; propose at most three new ones, each with a short description. "
+                "Ask me which to apply, then create new tags with create_tag and attach them with add_tag_to_entry."
+            ),
+            UserMessage(_embedded(ENTRY_TEMPLATE.replace("{id}", str(found.id)), entry_json)),
+            UserMessage(_embedded(TAGS_URI, tags_json)),
+        ]
+
+
+def _embedded(uri: str, text: str) -> EmbeddedResource:
+    return EmbeddedResource(
+        type="resource", resource=TextResourceContents(uri=uri, mime_type="application/json", text=text)
+    )
+
+
+def _completer(journal: JournalService) -> Any:
+    async def complete(
+        ref: PromptReference | ResourceTemplateReference,
+        argument: CompletionArgument,
+        context: CompletionContext | None,
+    ) -> Completion | None:
+        """Offer the caller's own entry and tag ids (never anyone else's) for id arguments."""
+        lister: Callable[[str, str], Awaitable[list[int]]]
+        if isinstance(ref, PromptReference) and ref.name == "suggest_tags" and argument.name == "entryId":
+            lister, needed = journal.entry_ids, PROMPT_SCOPES["suggest_tags"]
+        elif isinstance(ref, ResourceTemplateReference) and ref.uri == ENTRY_TEMPLATE and argument.name == "id":
+            lister, needed = journal.entry_ids, RESOURCE_SCOPES["entries"]
+        elif isinstance(ref, ResourceTemplateReference) and ref.uri == TAG_TEMPLATE and argument.name == "id":
+            lister, needed = journal.tag_ids, RESOURCE_SCOPES["tags"]
+        else:
+            return None
+        principal = _check(current_principal.get(), sorted(needed))
+        with _protocol_errors():
+            ids = await lister(principal.user_id, argument.value)
+        return Completion(
+            values=[str(i) for i in ids[:MAX_COMPLETIONS]], total=len(ids), has_more=len(ids) > MAX_COMPLETIONS
+        )
+
+    return complete
