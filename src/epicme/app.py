@@ -6,17 +6,48 @@ import asyncio
 import contextlib
 import logging
 import signal
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 
 import uvicorn
+from mcp.server.transport_security import TransportSecuritySettings
+from starlette.applications import Starlette
 from starlette.types import ASGIApp
 
 from epicme.authorization_server.app import build_authorization_app, build_context
 from epicme.config import Settings
 from epicme.jobs import ensure_demo_account
+from epicme.journal.permissions import required_scopes
+from epicme.journal.server import build_journal
+from epicme.resource_server.app import build_resource_app
 from epicme.storage.database import Database
 from epicme.storage.migrations import migrate
+from epicme.storage.server_secrets import load_or_create_secret
 
 log = logging.getLogger("epicme")
+
+
+async def build_mcp_server(settings: Settings, db: Database) -> Starlette:
+    """The resource server: the journal's MCP app behind CORS, discovery and the bearer gate."""
+    # Every replica seals and opens multi-round call state with the same key, kept in the store.
+    state_key = await load_or_create_secret(db, "journal-request-state")
+    journal = build_journal(db, request_state_keys=[state_key])
+    mcp_app = journal.streamable_http_app(
+        # Stateless with JSON responses: any replica can answer any request (no session affinity).
+        stateless_http=True,
+        json_response=True,
+        # The gate checks Origin and Host against EpicMe's own configuration first; the SDK's
+        # check only knows loopback and would refuse configured origins.
+        transport_security=TransportSecuritySettings(enable_dns_rebinding_protection=False),
+        max_request_body_size=settings.max_body_bytes,
+    )
+
+    @asynccontextmanager
+    async def lifespan(app: Starlette) -> AsyncIterator[None]:
+        async with journal.session_manager.run():
+            yield
+
+    return build_resource_app(settings, mcp_app=mcp_app, required_scopes=required_scopes, lifespan=lifespan)
 
 
 async def build_apps(settings: Settings, db: Database) -> dict[str, ASGIApp]:
@@ -25,6 +56,7 @@ async def build_apps(settings: Settings, db: Database) -> dict[str, ASGIApp]:
     apps: dict[str, ASGIApp] = {}
     if settings.uses_embedded_authorization_server:
         apps["authorization server"] = build_authorization_app(await build_context(settings, db))
+    apps["resource server"] = await build_mcp_server(settings, db)
     return apps
 
 

@@ -22,6 +22,7 @@ from mcp.server.mcpserver import MCPServer
 from starlette.types import Receive, Scope, Send
 
 from epicme import __version__
+from epicme.journal.permissions import TOOL_SCOPES, visible_tools
 from epicme.journal.server import build_journal, principal_from_request
 from epicme.journal.service import JournalService
 from epicme.oauth.scopes import ALL_SCOPES, BASELINE_SCOPES
@@ -138,20 +139,25 @@ async def test_server_identity(server: MCPServer[Any], alice: str) -> None:
         (("entries:write",), {"create_entry", "get_entry", "list_entries", "update_entry", "delete_entry"}),
     ],
 )
-async def test_tools_list_shows_what_the_token_permits(
+async def test_tools_list_shows_every_tool_and_the_scope_it_needs(
     server: MCPServer[Any], alice: str, scopes: tuple[str, ...], expected: set[str]
 ) -> None:
+    """Every tool is listed whatever the token allows, so a client can call one it lacks the scope
+    for and step up; the description names the scope. `expected` is what the token can call."""
     async with connect(server, as_user(alice, *scopes)) as client:
         tools = (await client.list_tools()).tools
-    assert {tool.name for tool in tools} == expected
+    assert {tool.name for tool in tools} == ALL_TOOLS
+    assert visible_tools(scopes) == expected
     for tool in tools:
         assert tool.description
+        needed = " ".join(sorted(TOOL_SCOPES[tool.name]))
+        assert tool.description.endswith(f"Requires scope: {needed}.")
         assert tool.output_schema is not None and tool.output_schema["type"] == "object"
 
 
-async def test_tools_list_without_a_caller_is_empty(server: MCPServer[Any]) -> None:
+async def test_tools_list_without_a_caller_lists_every_tool(server: MCPServer[Any]) -> None:
     async with connect(server, None) as client:
-        assert (await client.list_tools()).tools == []
+        assert {tool.name for tool in (await client.list_tools()).tools} == ALL_TOOLS
 
 
 async def test_input_schemas_are_typed_and_described(server: MCPServer[Any], alice: str) -> None:
@@ -710,7 +716,7 @@ async def test_over_stateless_http_the_principal_comes_from_the_asgi_scope(
         assert me.structured_content is not None
         assert (me.structured_content["userId"], me.structured_content["clientId"]) == (alice, "http-client")
         names = {tool.name for tool in (await client.list_tools()).tools}
-        assert names == {"whoami", "create_entry", "get_entry", "list_entries", "update_entry", "delete_entry"}
+        assert names == ALL_TOOLS
         created = await client.call_tool("create_entry", {"title": "Over HTTP", "content": ""})
         assert created.structured_content is not None
         entry_id = created.structured_content["id"]

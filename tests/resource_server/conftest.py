@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
-from collections.abc import Callable, Iterator
+from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -15,8 +16,9 @@ from starlette.types import ASGIApp
 from epicme.config import Settings
 from epicme.resource_server.app import build_resource_app
 from epicme.resource_server.gate import RequiredScopes
+from tests.support.servers import LiveServer, free_port
 
-from .fakes import FakeAuthorizationServer, FakeClock, LiveServer, SigningKey, claims_for, echo_app, required_scopes
+from .fakes import FakeAuthorizationServer, FakeClock, SigningKey, claims_for, echo_app, required_scopes
 
 
 @dataclass
@@ -26,10 +28,10 @@ class ResourceServer:
     app: Starlette
     live: LiveServer
     fake_as: FakeAuthorizationServer
-    client: httpx2.Client = field(init=False)
+    client: httpx2.AsyncClient = field(init=False)
 
     def __post_init__(self) -> None:
-        self.client = httpx2.Client(base_url=self.live.url, timeout=15)
+        self.client = httpx2.AsyncClient(base_url=self.live.url, timeout=15)
 
     @property
     def url(self) -> str:
@@ -45,41 +47,40 @@ class ResourceServer:
     def token(self, key: SigningKey | None = None, header: dict[str, Any] | None = None, **claims: Any) -> str:
         return (key or self.fake_as.key).sign(self.claims(**claims), **(header or {}))
 
-    def post_mcp(
+    async def post_mcp(
         self,
         message: Any,
         token: str | None = None,
         headers: dict[str, str] | None = None,
-        **kwargs: Any,
     ) -> httpx2.Response:
         request_headers = {"content-type": "application/json", **(headers or {})}
         if token is not None:
             request_headers["authorization"] = f"Bearer {token}"
         content = message if isinstance(message, bytes) else json.dumps(message).encode()
-        return self.client.post("/mcp", content=content, headers=request_headers, **kwargs)
+        return await self.client.post("/mcp", content=content, headers=request_headers)
 
-    def close(self) -> None:
-        self.client.close()
-        self.live.stop()
+    async def close(self) -> None:
+        await self.client.aclose()
+        await self.live.stop()
 
 
-StartResourceServer = Callable[..., ResourceServer]
+StartResourceServer = Callable[..., Awaitable[ResourceServer]]
 
 
 @pytest.fixture
-def fake_as() -> Iterator[FakeAuthorizationServer]:
-    server = FakeAuthorizationServer().start()
+async def fake_as() -> AsyncIterator[FakeAuthorizationServer]:
+    server = await FakeAuthorizationServer().start()
     yield server
-    server.stop()
+    await server.stop()
 
 
 @pytest.fixture
-def start_rs(fake_as: FakeAuthorizationServer) -> Iterator[StartResourceServer]:
+async def start_rs(fake_as: FakeAuthorizationServer) -> AsyncIterator[StartResourceServer]:
     """Starts a resource server trusting `fake_as` (or `trust=` another one); Settings overrides
     as keyword arguments."""
     started: list[ResourceServer] = []
 
-    def start(
+    async def start(
         *,
         mcp_app: ASGIApp = echo_app,
         required: RequiredScopes = required_scopes,
@@ -87,22 +88,23 @@ def start_rs(fake_as: FakeAuthorizationServer) -> Iterator[StartResourceServer]:
         **overrides: Any,
     ) -> ResourceServer:
         authority = trust or fake_as
-        live = LiveServer()
-        values: dict[str, Any] = {"issuer": authority.issuer, "resource_url": live.url, **overrides}
+        port = free_port()
+        values: dict[str, Any] = {"issuer": authority.issuer, "resource_url": f"http://127.0.0.1:{port}", **overrides}
         lifespan = values.pop("lifespan", None)
         settings = Settings(**values)
         clock = FakeClock()
         app = build_resource_app(settings, mcp_app=mcp_app, required_scopes=required, lifespan=lifespan, clock=clock)
-        live.start(app)
+        live = LiveServer(app, port)
+        await live.start()
         server = ResourceServer(settings, clock, app, live, authority)
         started.append(server)
         return server
 
     yield start
-    for server in started:
-        server.close()
+    # Stopped together: each uvicorn takes a tick or two to wind down.
+    await asyncio.gather(*(server.close() for server in started), fake_as.stop())
 
 
 @pytest.fixture
-def rs(start_rs: StartResourceServer) -> ResourceServer:
-    return start_rs()
+async def rs(start_rs: StartResourceServer) -> ResourceServer:
+    return await start_rs()

@@ -1,5 +1,5 @@
-"""Real loopback servers for the resource server tests: a uvicorn runner, a fake authorization
-server with its own keys, a stand-in MCP app that echoes who it was called for, and a clock."""
+"""Test doubles for the resource server: a fake authorization server (really listening, with its
+own keys), a stand-in MCP app that echoes who it was called for, and a clock."""
 
 from __future__ import annotations
 
@@ -8,15 +8,12 @@ import base64
 import hashlib
 import hmac
 import json
-import socket
-import threading
 import time
 from collections import Counter
 from dataclasses import dataclass, field
 from typing import Any
 
 import jwt
-import uvicorn
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec, ed25519, rsa
 from jwt.algorithms import ECAlgorithm, OKPAlgorithm, RSAAlgorithm
@@ -24,9 +21,10 @@ from starlette.applications import Starlette
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
-from starlette.types import ASGIApp, Receive, Scope, Send
+from starlette.types import Receive, Scope, Send
 
 from epicme.resource_server.principal import PRINCIPAL_SCOPE_KEY, current_principal
+from tests.support.servers import LiveServer, free_port
 
 
 class FakeClock:
@@ -40,38 +38,6 @@ class FakeClock:
 
     def advance(self, seconds: float) -> None:
         self.now += seconds
-
-
-class LiveServer:
-    """uvicorn on 127.0.0.1, on a port bound up front (so the URL is known before the app is
-    built), in a background thread."""
-
-    def __init__(self) -> None:
-        self._socket = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-        self._socket.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        self._socket.bind(("127.0.0.1", 0))
-        self.port: int = self._socket.getsockname()[1]
-        self.url = f"http://127.0.0.1:{self.port}"
-        self._server: uvicorn.Server | None = None
-        self._thread: threading.Thread | None = None
-
-    def start(self, app: ASGIApp) -> None:
-        config = uvicorn.Config(app, log_level="warning", lifespan="on", timeout_graceful_shutdown=2)
-        self._server = uvicorn.Server(config)
-        self._thread = threading.Thread(target=self._server.run, kwargs={"sockets": [self._socket]}, daemon=True)
-        self._thread.start()
-        deadline = time.monotonic() + 10
-        while not self._server.started:
-            if time.monotonic() > deadline or not self._thread.is_alive():
-                raise RuntimeError("server did not start")
-            time.sleep(0.01)
-
-    def stop(self) -> None:
-        if self._server is not None and self._thread is not None:
-            self._server.should_exit = True
-            self._thread.join(10)
-            self._server = None
-        self._socket.close()
 
 
 def _b64(data: bytes) -> str:
@@ -111,7 +77,8 @@ class SigningKey:
 
     def sign(self, claims: dict[str, Any], **header: Any) -> str:
         headers = {"kid": self.kid, "typ": "at+jwt", **header}
-        headers = {k: v for k, v in headers.items() if v is not None}
+        # PyJWT drops a `typ` of None itself (and would otherwise add "JWT"); other Nones go here.
+        headers = {k: v for k, v in headers.items() if v is not None or k == "typ"}
         return jwt.encode(claims, self.private_key, algorithm=self.alg, headers=headers)
 
 
@@ -138,21 +105,22 @@ class FakeAuthorizationServer:
     serve_oauth_metadata: bool = True
     issuer_override: str | None = None
     delay: float = 0.0
-    introspection_client: tuple[str, str] = ("rs-client", "s3cret with spaces&symbols")
+    fail_metadata: bool = False
     hits: Counter[str] = field(default_factory=Counter)
     keys: list[SigningKey] = field(default_factory=lambda: [SigningKey.generate("key-1")])
     introspection: dict[str, dict[str, Any]] = field(default_factory=dict)
     introspection_auth: list[str | None] = field(default_factory=list)
 
     def __post_init__(self) -> None:
-        self.server = LiveServer()
-        self.issuer = self.server.url + self.issuer_path
+        port = free_port()
+        base = f"http://127.0.0.1:{port}"
+        self.issuer = base + self.issuer_path
         self.metadata = {
             "issuer": self.issuer_override or self.issuer,
             "authorization_endpoint": self.issuer + "/authorize",
             "token_endpoint": self.issuer + "/token",
-            "jwks_uri": self.server.url + "/jwks",
-            "introspection_endpoint": self.server.url + "/introspect",
+            "jwks_uri": base + "/jwks",
+            "introspection_endpoint": base + "/introspect",
             "code_challenge_methods_supported": ["S256"],
             "scopes_supported": ["user:read", "entries:read", "entries:write", "tags:read", "tags:write"],
         }
@@ -167,24 +135,29 @@ class FakeAuthorizationServer:
         ]
         if self.serve_oauth_metadata:
             routes.append(Route(oauth_path, self._metadata, methods=["GET"]))
-        self.app = Starlette(routes=routes)
+        self.server = LiveServer(Starlette(routes=routes), port)
 
     @property
     def key(self) -> SigningKey:
         return self.keys[0]
 
-    def start(self) -> FakeAuthorizationServer:
-        self.server.start(self.app)
+    async def start(self) -> FakeAuthorizationServer:
+        await self.server.start()
         return self
 
-    def stop(self) -> None:
-        self.server.stop()
+    async def stop(self) -> None:
+        """Stop answering (connections are refused); `start()` brings it back."""
+        await self.server.stop()
 
     async def _metadata(self, request: Request) -> Response:
         self.hits[request.url.path] += 1
+        if self.fail_metadata:
+            return Response("down for maintenance", status_code=503)
         if self.delay:
             await asyncio.sleep(self.delay)
-        return Response(self.metadata_bytes, media_type="application/json", headers={"Cache-Control": self.cache_control})
+        return Response(
+            self.metadata_bytes, media_type="application/json", headers={"Cache-Control": self.cache_control}
+        )
 
     async def _jwks(self, request: Request) -> Response:
         self.hits["jwks"] += 1

@@ -138,19 +138,22 @@ def check_pkce(params: dict[str, str]) -> str:
 
 
 def check_scope(ctx: ServerContext, client: Client, params: dict[str, str]) -> tuple[str, ...]:
+    """The scopes to ask the user for.
+
+    A client's registered `scope` is its default, not a ceiling: MCP clients register with the
+    scopes of their first challenge and later step up to more (MCP authorization, Step-Up
+    Authorization Flow). A ceiling would buy nothing, since anyone can register another client
+    with every scope; what guards the user's data is the user's consent to each scope.
+    """
     requested = [scope for scope in parse_scope(params.get("scope")) if scope not in _IGNORED_SCOPES]
-    allowed = client.scope if client.scope is not None else frozenset(ctx.settings.scopes)
-    allowed = allowed & frozenset(ctx.settings.scopes)
+    supported = frozenset(ctx.settings.scopes)
     if not requested:
-        baseline = [scope for scope in ctx.settings.baseline_scopes if scope in allowed]
-        if not baseline:
-            raise errors.InvalidScope("No scope was requested and this client has no default scope.")
-        return tuple(baseline)
+        default = sorted(client.scope & supported) if client.scope else []
+        chosen = default or list(ctx.settings.baseline_scopes)
+        return tuple(scope for scope in ctx.settings.scopes if scope in chosen)
     for scope in requested:
-        if not is_valid_scope_token(scope) or scope not in ctx.settings.scopes:
+        if not is_valid_scope_token(scope) or scope not in supported:
             raise errors.InvalidScope(f"Unknown scope '{scope}'.")
-        if scope not in allowed:
-            raise errors.InvalidScope(f"This client may not request the scope '{scope}'.")
     return tuple(requested)
 
 

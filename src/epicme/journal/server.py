@@ -49,7 +49,7 @@ from pydantic import BaseModel, ConfigDict, Field
 from pydantic.alias_generators import to_camel
 
 from epicme import __version__
-from epicme.journal.permissions import PROMPT_SCOPES, RESOURCE_SCOPES, TOOL_SCOPES, visible_tools
+from epicme.journal.permissions import PROMPT_SCOPES, RESOURCE_SCOPES, TOOL_SCOPES
 from epicme.journal.service import (
     MAX_COMPLETIONS,
     MAX_PAGE_SIZE,
@@ -122,7 +122,8 @@ def require_principal(ctx: Context[Any, Any], *scopes: str) -> Principal:
 
 
 async def _principal_middleware(ctx: ServerRequestContext[Any, Any], call_next: CallNext) -> HandlerResult:
-    """Expose the caller as `current_principal` during the request, and trim `tools/list` to their scopes."""
+    """Expose the caller as `current_principal` during the request, and say in `tools/list` which
+    scope each tool needs."""
     principal = principal_from_request(ctx)
     token = current_principal.set(principal)
     try:
@@ -130,10 +131,22 @@ async def _principal_middleware(ctx: ServerRequestContext[Any, Any], call_next: 
     finally:
         current_principal.reset(token)
     if ctx.method == "tools/list" and isinstance(result, dict) and isinstance(result.get("tools"), list):
-        allowed = visible_tools(principal.scopes if principal is not None else ())
-        listed = [tool for tool in result["tools"] if isinstance(tool, Mapping) and tool.get("name") in allowed]
-        result = {**result, "tools": listed}
+        # Every tool is listed, whatever the token allows: a client (or its model) can only call a
+        # tool it has seen, and calling one it lacks the scope for is what starts the step-up
+        # authorization (MCP authorization, Step-Up Authorization Flow).
+        result = {**result, "tools": [_with_scope_note(tool) for tool in result["tools"]]}
     return result
+
+
+def _with_scope_note(tool: Any) -> Any:
+    if not isinstance(tool, Mapping) or not isinstance(tool.get("name"), str):
+        return tool
+    scopes = TOOL_SCOPES.get(tool["name"])
+    if not scopes:
+        return tool
+    note = f"Requires scope: {' '.join(sorted(scopes))}."
+    description = str(tool.get("description") or "").rstrip()
+    return {**tool, "description": f"{description}\n\n{note}" if description else note}
 
 
 def _state_principal(ctx: ServerRequestContext[Any, Any]) -> str | None:

@@ -1,0 +1,176 @@
+"""The resource server as one ASGI app: CORS, discovery, the AS metadata proxy, the gated `/mcp`.
+
+Layers, outermost first: CORS (so every answer, errors included, carries its headers, and a
+preflight is answered before any authentication), the body limit, then the routes:
+
+    /.well-known/oauth-protected-resource[/mcp]   protected resource metadata (discovery.py)
+    /.well-known/oauth-authorization-server       the authorization server's metadata, re-served
+    /.well-known/openid-configuration             the same document (as_metadata_proxy.py)
+    /healthcheck                                  200 "OK"
+    /mcp                                          BearerGate -> the MCP app, path unchanged
+    anything else                                 404 "Not found"
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import AsyncIterator, Callable
+from contextlib import AbstractAsyncContextManager, AsyncExitStack, asynccontextmanager
+from typing import Any
+
+import httpx2
+from starlette.applications import Starlette
+from starlette.exceptions import HTTPException
+from starlette.middleware import Middleware
+from starlette.requests import Request
+from starlette.responses import JSONResponse, PlainTextResponse, Response
+from starlette.routing import Route
+from starlette.types import ASGIApp
+
+from epicme.config import Settings
+from epicme.oauth.errors import NO_STORE
+from epicme.resource_server.as_metadata_proxy import (
+    OAUTH_METADATA_PATH,
+    OPENID_CONFIGURATION_PATH,
+    AuthorizationServerMetadata,
+)
+from epicme.resource_server.discovery import (
+    MCP_PATH,
+    PROTECTED_RESOURCE_MCP_PATH,
+    PROTECTED_RESOURCE_PATH,
+    protected_resource_metadata_endpoint,
+)
+from epicme.resource_server.gate import BearerGate, RequiredScopes
+from epicme.resource_server.origins import OriginPolicy
+from epicme.resource_server.upstream import DEFAULT_TIMEOUT, Clock, UpstreamUnavailable
+from epicme.resource_server.verifier import build_token_verifier
+from epicme.storage.database import StoreUnavailable
+from epicme.web.cors import CorsMiddleware, CorsPolicy, CorsRule, path_policy
+from epicme.web.limits import BodyLimitMiddleware
+
+HEALTHCHECK_PATH = "/healthcheck"
+WELL_KNOWN_PREFIX = "/.well-known/"
+STORE_RETRY_AFTER_SECONDS = 5
+
+logger = logging.getLogger(__name__)
+
+Lifespan = Callable[[Starlette], AbstractAsyncContextManager[Any]]
+
+# Discovery documents are public: any origin may read them (the seed, point 3).
+WELL_KNOWN_CORS = CorsRule(allow_methods=("GET", "HEAD", "OPTIONS"), allow_headers=("mcp-protocol-version",))
+MCP_ALLOW_HEADERS = (
+    "authorization",
+    "content-type",
+    "mcp-protocol-version",
+    "mcp-session-id",
+    "last-event-id",
+    # MCP streamable HTTP, Standard Request Headers: clients MUST send these on every POST.
+    "mcp-method",
+    "mcp-name",
+)
+MCP_EXPOSE_HEADERS = ("www-authenticate", "mcp-session-id", "mcp-protocol-version")
+
+
+def build_cors_policy(settings: Settings) -> CorsPolicy:
+    mcp_rule = CorsRule(
+        allow_methods=("GET", "POST", "DELETE", "OPTIONS"),
+        allow_headers=MCP_ALLOW_HEADERS,
+        expose_headers=MCP_EXPOSE_HEADERS,
+        # The same policy the gate enforces, so browsers are told only what will work.
+        origin_allowed=OriginPolicy.from_settings(settings).is_allowed,
+    )
+    return path_policy([(WELL_KNOWN_PREFIX + "*", WELL_KNOWN_CORS), (MCP_PATH, mcp_rule)])
+
+
+async def healthcheck(request: Request) -> Response:
+    return PlainTextResponse("OK")
+
+
+async def _http_exception(request: Request, exc: Exception) -> Response:
+    assert isinstance(exc, HTTPException)
+    if exc.status_code == 404:
+        return PlainTextResponse("Not found", status_code=404)
+    return PlainTextResponse(exc.detail, status_code=exc.status_code, headers=exc.headers)
+
+
+async def _upstream_unavailable(request: Request, exc: Exception) -> Response:
+    assert isinstance(exc, UpstreamUnavailable)
+    logger.warning("authorization server unavailable: %s", exc.description)
+    return exc.to_response()
+
+
+async def _store_unavailable(request: Request, exc: Exception) -> Response:
+    logger.warning("store unavailable: %s", type(exc).__name__)
+    return JSONResponse(
+        {"error": "temporarily_unavailable", "error_description": "The journal store is unavailable."},
+        status_code=503,
+        headers={**NO_STORE, "Retry-After": str(STORE_RETRY_AFTER_SECONDS)},
+    )
+
+
+async def _server_error(request: Request, exc: Exception) -> Response:
+    # The last resort: the traceback goes to the log (by ServerErrorMiddleware), never to the client.
+    return JSONResponse(
+        {"error": "server_error", "error_description": "Something went wrong on our side."},
+        status_code=500,
+        headers=NO_STORE,
+    )
+
+
+def build_resource_app(
+    settings: Settings,
+    *,
+    mcp_app: ASGIApp,
+    required_scopes: RequiredScopes,
+    lifespan: Lifespan | None = None,
+    http_client: httpx2.AsyncClient | None = None,
+    clock: Clock = time.monotonic,
+) -> Starlette:
+    """The resource server. `mcp_app` receives `/mcp` requests with the path unchanged (an SDK
+    app routing at `/mcp` works as is); its lifespan (e.g. the SDK session manager's `run()`) is
+    not started by this app: pass it as `lifespan`. `http_client` reaches the authorization server
+    (one is made, and closed at shutdown, if not given). `clock` drives the metadata and key
+    caches, for tests."""
+    owns_client = http_client is None
+    client = http_client or httpx2.AsyncClient(timeout=DEFAULT_TIMEOUT, follow_redirects=False)
+    metadata = AuthorizationServerMetadata(settings.trusted_issuer, client, clock=clock)
+    verifier = build_token_verifier(settings, metadata, client, clock=clock)
+    gate = BearerGate(mcp_app, settings=settings, verifier=verifier, required_scopes=required_scopes)
+    prm = protected_resource_metadata_endpoint(settings)
+
+    @asynccontextmanager
+    async def app_lifespan(app: Starlette) -> AsyncIterator[Any]:
+        async with AsyncExitStack() as stack:
+            if owns_client:
+                stack.push_async_callback(client.aclose)
+            state = await stack.enter_async_context(lifespan(app)) if lifespan is not None else None
+            yield state
+
+    app = Starlette(
+        routes=[
+            Route(PROTECTED_RESOURCE_MCP_PATH, prm, methods=["GET"]),
+            Route(PROTECTED_RESOURCE_PATH, prm, methods=["GET"]),
+            Route(OAUTH_METADATA_PATH, metadata.serve, methods=["GET"]),
+            Route(OPENID_CONFIGURATION_PATH, metadata.serve, methods=["GET"]),
+            Route(HEALTHCHECK_PATH, healthcheck, methods=["GET"]),
+            # An ASGI app as endpoint: every method reaches it, with scope["path"] still "/mcp".
+            Route(MCP_PATH, gate),
+        ],
+        middleware=[
+            Middleware(CorsMiddleware, policy=build_cors_policy(settings)),
+            Middleware(BodyLimitMiddleware, max_bytes=settings.max_body_bytes),
+        ],
+        exception_handlers={
+            HTTPException: _http_exception,
+            UpstreamUnavailable: _upstream_unavailable,
+            StoreUnavailable: _store_unavailable,
+            Exception: _server_error,
+        },
+        lifespan=app_lifespan,
+    )
+    # "/mcp/" is not "/mcp": no redirect, whose Location would be built from the Host header.
+    app.router.redirect_slashes = False
+    app.state.as_metadata = metadata
+    app.state.verifier = verifier
+    return app

@@ -1,0 +1,208 @@
+"""The bearer gate in front of the MCP app: Host and Origin, then the token, then the scopes.
+
+A pure ASGI middleware. In order:
+
+1. `Host` names this server, `Origin` (when present) is allowed: DNS rebinding protection
+   (MCP streamable HTTP, Security Warning);
+2. a bearer token from the `Authorization` header only (MCP: tokens MUST NOT be in the query
+   string; RFC 6750 §2.2's form body is not accepted either), verified;
+3. for a POST, the JSON-RPC body is read (already bounded by BodyLimitMiddleware) and
+   `required_scopes` says what each message needs; a token lacking any gets one `403` naming all
+   of them. A body that is not JSON passes on after authentication, for the SDK to answer with
+   a JSON-RPC parse error;
+4. the principal is put where the journal and the SDK look for it, and the app is called.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from collections.abc import Callable
+from typing import Any
+
+from mcp.server.auth.middleware.auth_context import auth_context_var
+from mcp.server.auth.middleware.bearer_auth import AuthenticatedUser
+from mcp.server.auth.provider import AccessToken
+from starlette.authentication import AuthCredentials
+from starlette.datastructures import Headers
+from starlette.responses import JSONResponse
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+from epicme.config import Settings
+from epicme.oauth.scopes import format_scope, has_scopes
+from epicme.resource_server import challenge
+from epicme.resource_server.origins import HostPolicy, OriginPolicy
+from epicme.resource_server.principal import PRINCIPAL_SCOPE_KEY, Principal, current_principal
+from epicme.resource_server.verifier import TokenInvalid, TokenVerifier
+
+# What a JSON-RPC message needs: a set of scopes (maybe empty), or None when the gate has no
+# opinion (an unknown method, say: the SDK answers it).
+RequiredScopes = Callable[[dict[str, Any]], frozenset[str] | None]
+
+# RFC 6750 §2.1: credentials = "Bearer" 1*SP b64token; the scheme is case-insensitive (RFC 9110 §11.1).
+_BEARER = re.compile(r"bearer +(?P<token>[A-Za-z0-9\-._~+/]+=*)", re.IGNORECASE)
+_SCHEME = re.compile(r"bearer(?: |$)", re.IGNORECASE)
+# JSON-RPC "Invalid Request"; the body carries no `id` (MCP streamable HTTP, Security Warning).
+_JSONRPC_INVALID_REQUEST = -32600
+
+
+def bearer_token(authorization: str | None) -> str | None:
+    """The token in an `Authorization` value, or None when it holds no Bearer credentials.
+    Raises TokenInvalid for `Bearer` followed by something that is not a b64token."""
+    if authorization is None:
+        return None
+    value = authorization.strip()
+    if not _SCHEME.match(value):
+        return None
+    match = _BEARER.fullmatch(value)
+    if match is None:
+        raise TokenInvalid("The Authorization header does not hold a well-formed Bearer token.")
+    return match.group("token")
+
+
+def _transport_error(status: int, message: str) -> JSONResponse:
+    body = {"jsonrpc": "2.0", "error": {"code": _JSONRPC_INVALID_REQUEST, "message": message}}
+    return JSONResponse(body, status_code=status, headers={"Cache-Control": "no-store"})
+
+
+async def _read_body(receive: Receive) -> bytes | None:
+    """The whole request body, or None if the client went away."""
+    chunks: list[bytes] = []
+    while True:
+        message = await receive()
+        if message["type"] == "http.disconnect":
+            return None
+        chunks.append(message.get("body", b""))
+        if not message.get("more_body", False):
+            return b"".join(chunks)
+
+
+def _replay(body: bytes, receive: Receive) -> Receive:
+    sent = False
+
+    async def replay() -> Message:
+        nonlocal sent
+        if not sent:
+            sent = True
+            return {"type": "http.request", "body": body, "more_body": False}
+        return await receive()
+
+    return replay
+
+
+def _sdk_user(principal: Principal, issuer: str) -> AuthenticatedUser:
+    # The SDK binds each stateful session to the (client_id, issuer, subject) that opened it and
+    # refuses it to anyone else; it learns them from `scope["user"]`. The token itself is left
+    # out: the journal never needs it, and MCP forbids passing it through.
+    return AuthenticatedUser(
+        AccessToken(
+            token="",
+            client_id=principal.client_id or "",
+            scopes=sorted(principal.scopes),
+            expires_at=principal.expires_at,
+            resource=principal.audience[0] if len(principal.audience) == 1 else None,
+            subject=principal.user_id,
+            claims={"iss": issuer},
+        )
+    )
+
+
+class BearerGate:
+    def __init__(
+        self,
+        app: ASGIApp,
+        *,
+        settings: Settings,
+        verifier: TokenVerifier,
+        required_scopes: RequiredScopes,
+    ) -> None:
+        self.app = app
+        self._settings = settings
+        self._verifier = verifier
+        self._required_scopes = required_scopes
+        self._origins = OriginPolicy.from_settings(settings)
+        self._hosts = HostPolicy(settings.resource_url)
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] == "lifespan":
+            await self.app(scope, receive, send)
+            return
+        if scope["type"] != "http":
+            # Only HTTP is served here: nothing may reach the app without passing the checks below.
+            if scope["type"] == "websocket":
+                await send({"type": "websocket.close", "code": 1008})
+            return
+        headers = Headers(scope=scope)
+        if not self._hosts.is_allowed(headers.get("host")):
+            # DNS rebinding: a page on another name reached us through a rebound address.
+            response = _transport_error(421, "The Host header does not name this server.")
+            await response(scope, receive, send)
+            return
+        origin = headers.get("origin")
+        if origin is not None and not self._origins.is_allowed(origin):
+            # MCP streamable HTTP: a present, invalid Origin MUST get 403 Forbidden.
+            await _transport_error(403, "This Origin may not use this server.")(scope, receive, send)
+            return
+
+        principal = await self._authenticate(headers, scope, receive, send)
+        if principal is None:
+            return
+
+        if scope["method"] == "POST":
+            body = await _read_body(receive)
+            if body is None:
+                return
+            receive = _replay(body, receive)
+            required = self._requirements(body)
+            # MCP authorization: scope hierarchies count (write implies read; has_scopes knows).
+            if required and not has_scopes(principal.scopes, required):
+                description = f"This request needs the scopes: {format_scope(sorted(required))}."
+                denied = challenge.insufficient_scope(self._settings, required, description)
+                await denied.to_response()(scope, receive, send)
+                return
+
+        scope[PRINCIPAL_SCOPE_KEY] = principal
+        user = _sdk_user(principal, self._settings.trusted_issuer)
+        scope["user"] = user
+        scope["auth"] = AuthCredentials(sorted(principal.scopes))
+        principal_token = current_principal.set(principal)
+        user_token = auth_context_var.set(user)
+        try:
+            await self.app(scope, receive, send)
+        finally:
+            auth_context_var.reset(user_token)
+            current_principal.reset(principal_token)
+
+    async def _authenticate(self, headers: Headers, scope: Scope, receive: Receive, send: Send) -> Principal | None:
+        """The verified principal, or None after answering the challenge."""
+        authorizations = headers.getlist("authorization")
+        try:
+            if len(authorizations) > 1:
+                # RFC 6750 §3.1 invalid_request: more than one way (or copy) of sending a token.
+                bad = challenge.invalid_request(self._settings, "Send one Authorization header.")
+                await bad.to_response()(scope, receive, send)
+                return None
+            # MCP: the token comes from the Authorization header only; one in the query string
+            # (or a form body) is ignored, so such a request is answered as if it had none.
+            token = bearer_token(authorizations[0] if authorizations else None)
+            if token is None:
+                await challenge.missing_token(self._settings).to_response()(scope, receive, send)
+                return None
+            return await self._verifier.verify(token)
+        except TokenInvalid as exc:
+            # MCP authorization, Token Handling: invalid or expired tokens MUST receive a 401.
+            await challenge.invalid_token(self._settings, exc.description).to_response()(scope, receive, send)
+            return None
+
+    def _requirements(self, body: bytes) -> frozenset[str]:
+        """Every scope the body's messages need; a batch needs the union of its messages'."""
+        try:
+            parsed = json.loads(body)
+        except (ValueError, RecursionError):
+            return frozenset()
+        messages = parsed if isinstance(parsed, list) else [parsed]
+        needed: set[str] = set()
+        for message in messages:
+            if isinstance(message, dict):
+                needed |= self._required_scopes(message) or frozenset()
+        return frozenset(needed)

@@ -1,0 +1,96 @@
+"""Which browser origins and which Host names may reach `/mcp` (DNS rebinding protection).
+
+MCP streamable HTTP, Security Warning: servers MUST validate `Origin` on all incoming connections
+and answer 403 to a present, invalid one. The Host check completes it: a rebinding page reaches
+us under the attacker's host name, which is never ours.
+
+The same `OriginPolicy` decides the CORS answer for `/mcp`, so the browser is told exactly what
+the gate will accept.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from urllib.parse import urlsplit
+
+from epicme.config import Settings, is_loopback_host
+
+_DEFAULT_PORTS = {"http": 80, "https": 443}
+
+
+def normalize_origin(origin: str) -> str | None:
+    """`scheme://host[:port]` lowercased without a default port (RFC 6454 §6.1), or None if the
+    value is not a serialized http(s) origin (`null`, paths, userinfo...)."""
+    try:
+        parts = urlsplit(origin.strip().rstrip("/"))
+        port = parts.port
+    except ValueError:
+        return None
+    scheme = parts.scheme.lower()
+    if scheme not in _DEFAULT_PORTS or not parts.hostname or parts.path or parts.query or parts.fragment:
+        return None
+    if parts.username is not None or parts.password is not None:
+        return None
+    host = parts.hostname.lower()
+    if ":" in host:
+        host = f"[{host}]"
+    if port is None or port == _DEFAULT_PORTS[scheme]:
+        return f"{scheme}://{host}"
+    return f"{scheme}://{host}:{port}"
+
+
+class OriginPolicy:
+    """Origins allowed to call `/mcp` from a browser: those configured, plus any http(s) origin on
+    a loopback host when `allow_loopback` (local tools such as the MCP Inspector)."""
+
+    def __init__(self, allowed: Iterable[str], *, allow_loopback: bool) -> None:
+        self._allowed = frozenset(n for n in (normalize_origin(o) for o in allowed) if n is not None)
+        self._allow_loopback = allow_loopback
+
+    @classmethod
+    def from_settings(cls, settings: Settings) -> OriginPolicy:
+        # The server's own origin too: a page it serves calls /mcp same-origin, Origin and all.
+        allowed = [*settings.allowed_origins, settings.resource_url]
+        return cls(allowed, allow_loopback=settings.allow_loopback_origins)
+
+    def is_allowed(self, origin: str) -> bool:
+        normalized = normalize_origin(origin)
+        if normalized is None:
+            return False
+        if normalized in self._allowed:
+            return True
+        return self._allow_loopback and is_loopback_host(urlsplit(normalized).hostname)
+
+
+def host_name(host_header: str | None) -> str | None:
+    """The host name in a `Host` header value (`name`, `name:port`, `[v6]:port`), or None."""
+    if not host_header:
+        return None
+    try:
+        parts = urlsplit("//" + host_header.strip())
+        parts.port  # noqa: B018 -- raises ValueError for a malformed port
+    except ValueError:
+        return None
+    if parts.path or parts.query or parts.fragment or parts.username is not None:
+        return None
+    return parts.hostname or None
+
+
+class HostPolicy:
+    """The `Host` a request must name: the host of `resource_url`, or, when that is a loopback
+    host, any loopback host (the same machine under another name, e.g. 127.0.0.1 for localhost).
+    Ports are not compared: a reverse proxy may forward under another port, and rebinding attacks
+    are about the name."""
+
+    def __init__(self, resource_url: str) -> None:
+        expected = urlsplit(resource_url).hostname or ""
+        self._expected = expected.lower()
+        self._loopback = is_loopback_host(expected)
+
+    def is_allowed(self, host_header: str | None) -> bool:
+        name = host_name(host_header)
+        if name is None:
+            return False
+        if self._loopback:
+            return is_loopback_host(name)
+        return name.lower() == self._expected

@@ -1,0 +1,99 @@
+"""The official SDK's OAuth client, starting from nothing but the `/mcp` URL (issue: the seed's
+discovery flow end to end): 401 → protected resource metadata → authorization server metadata →
+registration → sign-in and consent → token → tools."""
+
+from __future__ import annotations
+
+import httpx2
+import jwt
+
+from tests.e2e.conftest import ALICE, BOB, System, SystemFactory
+from tests.e2e.sdk_client import MemoryStorage, ScriptedUser, connect
+
+
+def _structured(result: object) -> dict[str, object]:
+    structured = getattr(result, "structured_content", None)
+    assert isinstance(structured, dict), result
+    return structured
+
+
+async def test_sdk_client_discovers_authorizes_and_uses_the_journal(system: System) -> None:
+    user = ScriptedUser(system.auth_server.url, *ALICE)
+    storage = MemoryStorage()
+    async with connect(system.mcp_url, user, storage) as client:
+        tools = {tool.name for tool in (await client.list_tools()).tools}
+        assert tools == {
+            "whoami", "create_entry", "get_entry", "list_entries", "update_entry", "delete_entry",
+            "create_tag", "get_tag", "list_tags", "update_tag", "delete_tag", "add_tag_to_entry",
+        }
+        me = _structured(await client.call_tool("whoami", {}))
+        assert me["email"] == ALICE[0]
+        assert len(user.authorization_urls) == 1
+        # Writing needs entries:write, which the first grant lacks: the SDK steps up by itself.
+        created = _structured(await client.call_tool("create_entry", {"title": "First", "content": "Hello"}))
+        listed = _structured(await client.call_tool("list_entries", {}))
+        assert [entry["id"] for entry in listed["entries"]] == [created["id"]]  # type: ignore[index, union-attr]
+
+    # First the scopes the 401 challenge named, then their union with the 403's.
+    assert len(user.authorization_urls) == 2
+    first, second = (dict(httpx2.URL(url).params) for url in user.authorization_urls)
+    assert first["scope"] == "user:read entries:read tags:read"
+    assert set(second["scope"].split()) == {"user:read", "entries:read", "tags:read", "entries:write"}
+    assert storage.tokens is not None
+    claims = jwt.decode(storage.tokens.access_token, options={"verify_signature": False})
+    assert claims["aud"] == system.mcp_url
+    assert claims["iss"] == system.auth_server.url
+
+
+async def test_step_up_from_a_read_only_grant_to_writing(system_factory: SystemFactory) -> None:
+    """A client granted only `user:read` calls create_entry, gets the 403 insufficient_scope
+    challenge, re-authorizes with the union of scopes and succeeds."""
+    async with system_factory(baseline_scopes=["user:read"]) as system:
+        user = ScriptedUser(system.auth_server.url, *ALICE)
+        storage = MemoryStorage()
+        async with connect(system.mcp_url, user, storage) as client:
+            assert _structured(await client.call_tool("whoami", {}))["email"] == ALICE[0]
+            assert storage.tokens is not None and storage.tokens.scope == "user:read"
+            created = _structured(
+                await client.call_tool("create_entry", {"title": "Stepped up", "content": "It worked."})
+            )
+            assert created["title"] == "Stepped up"
+            listed = _structured(await client.call_tool("list_entries", {}))
+            assert [entry["title"] for entry in listed["entries"]] == ["Stepped up"]  # type: ignore[union-attr]
+            assert _structured(await client.call_tool("whoami", {}))["email"] == ALICE[0]
+        assert len(user.authorization_urls) == 2
+        granted = set(storage.tokens.scope.split()) if storage.tokens and storage.tokens.scope else set()
+        assert {"user:read", "entries:write"} <= granted
+
+
+async def test_two_users_see_only_their_own_entries(system: System) -> None:
+    """Per-user scoping through real tokens: Bob cannot read, change, tag or delete Alice's data."""
+    alice = ScriptedUser(system.auth_server.url, *ALICE)
+    async with connect(system.mcp_url, alice) as client:
+        entry = _structured(await client.call_tool("create_entry", {"title": "Alice's", "content": "private"}))
+        tag = _structured(await client.call_tool("create_tag", {"name": "alice-only"}))
+    bob = ScriptedUser(system.auth_server.url, *BOB)
+    async with connect(system.mcp_url, bob) as client:
+        own_tag = _structured(await client.call_tool("create_tag", {"name": "bob"}))
+        own_entry = _structured(await client.call_tool("create_entry", {"title": "Bob's", "content": "mine"}))
+        attempts = [
+            ("get_entry", {"id": entry["id"]}, f"Entry {entry['id']} not found."),
+            ("update_entry", {"id": entry["id"], "title": "pwned"}, f"Entry {entry['id']} not found."),
+            ("delete_entry", {"id": entry["id"]}, f"Entry {entry['id']} not found."),
+            ("get_tag", {"id": tag["id"]}, f"Tag {tag['id']} not found."),
+            ("update_tag", {"id": tag["id"], "name": "pwned"}, f"Tag {tag['id']} not found."),
+            ("delete_tag", {"id": tag["id"]}, f"Tag {tag['id']} not found."),
+            ("add_tag_to_entry", {"entryId": entry["id"], "tagId": own_tag["id"]}, f"Entry {entry['id']} not found."),
+            ("add_tag_to_entry", {"entryId": own_entry["id"], "tagId": tag["id"]}, f"Tag {tag['id']} not found."),
+        ]
+        for name, arguments, message in attempts:
+            result = await client.call_tool(name, arguments)
+            assert result.is_error, (name, result)
+            assert message in result.content[0].text, (name, result.content)  # type: ignore[union-attr]
+        bobs = _structured(await client.call_tool("list_entries", {}))
+        assert [item["title"] for item in bobs["entries"]] == ["Bob's"]  # type: ignore[index, union-attr]
+    async with connect(system.mcp_url, alice) as client:
+        still = _structured(await client.call_tool("get_entry", {"id": entry["id"]}))
+        assert (still["title"], still["content"]) == ("Alice's", "private")
+        tags = _structured(await client.call_tool("list_tags", {}))
+        assert [item["name"] for item in tags["tags"]] == ["alice-only"]  # type: ignore[index, union-attr]

@@ -1,0 +1,143 @@
+"""The app around the routes: healthcheck, 404, body limit, clean errors, lifespan, and the real
+MCP SDK app behind the gate."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from typing import Any
+
+from mcp.server.auth.middleware.auth_context import get_access_token
+from mcp.server.mcpserver import MCPServer
+from mcp.server.transport_security import TransportSecuritySettings
+from starlette.applications import Starlette
+from starlette.types import Receive, Scope, Send
+
+from epicme.resource_server.principal import current_principal
+from epicme.storage.database import StoreUnavailable
+
+from .conftest import ResourceServer, StartResourceServer
+
+PING = {"jsonrpc": "2.0", "id": 1, "method": "ping"}
+
+
+async def test_healthcheck(rs: ResourceServer) -> None:
+    response = await rs.client.get("/healthcheck")
+    assert response.status_code == 200
+    assert response.text == "OK"
+    assert response.headers["content-type"].startswith("text/plain")
+
+
+async def test_anything_else_is_404_text(rs: ResourceServer) -> None:
+    for path in ("/", "/nope", "/.well-known/nope", "/mcp/extra", "/mcp/", "/healthcheck/"):
+        response = await rs.client.get(path)
+        assert response.status_code == 404, path
+        assert response.text == "Not found"
+        assert response.headers["content-type"].startswith("text/plain")
+
+
+async def test_unknown_well_known_paths_still_get_cors(rs: ResourceServer) -> None:
+    """Seed point 3: after CORS, the Inspector sees 404s instead of CORS errors."""
+    response = await rs.client.get("/.well-known/nope", headers={"Origin": "http://localhost:6274"})
+    assert response.status_code == 404
+    assert response.headers["access-control-allow-origin"] == "*"
+
+
+async def test_oversized_body_is_413_before_auth(start_rs: StartResourceServer) -> None:
+    server = await start_rs(max_body_bytes=1024)
+    response = await server.post_mcp(b"x" * 2048)
+    assert response.status_code == 413
+    assert response.json() == {"error": "invalid_request", "error_description": "Request body exceeds 1024 bytes."}
+
+
+async def _store_down(scope: Scope, receive: Receive, send: Send) -> None:
+    raise StoreUnavailable("connection refused to db.internal:5432")
+
+
+async def _bug(scope: Scope, receive: Receive, send: Send) -> None:
+    raise RuntimeError("secret internals /srv/app.py line 3")
+
+
+async def test_store_unavailable_is_503_with_retry_after(start_rs: StartResourceServer) -> None:
+    server = await start_rs(mcp_app=_store_down)
+    response = await server.post_mcp(PING, server.token())
+    assert response.status_code == 503
+    assert response.headers["retry-after"] == "5"
+    assert response.json() == {
+        "error": "temporarily_unavailable",
+        "error_description": "The journal store is unavailable.",
+    }
+
+
+async def test_unexpected_errors_are_a_clean_500(start_rs: StartResourceServer) -> None:
+    server = await start_rs(mcp_app=_bug)
+    response = await server.post_mcp(PING, server.token())
+    assert response.status_code == 500
+    assert response.json() == {"error": "server_error", "error_description": "Something went wrong on our side."}
+    assert "secret" not in response.text
+
+
+async def test_lifespan_is_run(start_rs: StartResourceServer) -> None:
+    events: list[str] = []
+
+    @asynccontextmanager
+    async def lifespan(app: Starlette) -> AsyncIterator[None]:
+        events.append("start")
+        yield
+        events.append("stop")
+
+    server = await start_rs(lifespan=lifespan)
+    assert events == ["start"]
+    await server.close()
+    assert events == ["start", "stop"]
+
+
+def _sdk_server() -> tuple[MCPServer, Starlette]:
+    mcp = MCPServer("epicme-test")
+
+    @mcp.tool()
+    async def whoami() -> str:
+        principal, token = current_principal.get(), get_access_token()
+        return json.dumps({"principal": principal and principal.user_id, "sdk": token and token.subject})
+
+    # The gate does Host/Origin checks; the SDK's own (loopback-only origins) would refuse
+    # configured browser origins, so it is turned off here, as the composition root should.
+    app = mcp.streamable_http_app(
+        json_response=True, transport_security=TransportSecuritySettings(enable_dns_rebinding_protection=False)
+    )
+    return mcp, app
+
+
+async def test_real_sdk_app_behind_the_gate(start_rs: StartResourceServer) -> None:
+    """The SDK app routes at /mcp itself: the path must reach it unchanged; the principal is visible
+    to tools; and a session opened by one user is refused to another (SDK session binding)."""
+    mcp, sdk_app = _sdk_server()
+    server = await start_rs(
+        mcp_app=sdk_app, required=lambda message: frozenset(), lifespan=lambda app: mcp.session_manager.run()
+    )
+    headers = {"accept": "application/json, text/event-stream", "content-type": "application/json"}
+
+    async def post(message: dict[str, Any], sub: str, **extra: str) -> Any:
+        return await server.client.post(
+            "/mcp", json=message, headers={**headers, **extra, "authorization": f"Bearer {server.token(sub=sub)}"}
+        )
+
+    init = {
+        "jsonrpc": "2.0",
+        "id": 1,
+        "method": "initialize",
+        "params": {"protocolVersion": "2025-06-18", "capabilities": {}, "clientInfo": {"name": "t", "version": "1"}},
+    }
+    opened = await post(init, "alice")
+    assert opened.status_code == 200
+    session = {"mcp-session-id": opened.headers["mcp-session-id"], "mcp-protocol-version": "2025-06-18"}
+    assert (
+        await post({"jsonrpc": "2.0", "method": "notifications/initialized"}, "alice", **session)
+    ).status_code == 202
+
+    call = {"jsonrpc": "2.0", "id": 2, "method": "tools/call", "params": {"name": "whoami", "arguments": {}}}
+    answer = await post(call, "alice", **session)
+    assert answer.status_code == 200
+    assert json.loads(answer.json()["result"]["content"][0]["text"]) == {"principal": "alice", "sdk": "alice"}
+    assert (await post(call, "bob", **session)).status_code == 404
