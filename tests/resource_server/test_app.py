@@ -63,10 +63,10 @@ async def test_store_unavailable_is_503_with_retry_after(start_rs: StartResource
     server = await start_rs(mcp_app=_store_down)
     response = await server.post_mcp(PING, server.token())
     assert response.status_code == 503
-    assert response.headers["retry-after"] == "5"
+    assert response.headers["retry-after"] == "2"
     assert response.json() == {
         "error": "temporarily_unavailable",
-        "error_description": "The journal store is unavailable.",
+        "error_description": "The database is unavailable; try again shortly.",
     }
 
 
@@ -74,8 +74,16 @@ async def test_unexpected_errors_are_a_clean_500(start_rs: StartResourceServer) 
     server = await start_rs(mcp_app=_bug)
     response = await server.post_mcp(PING, server.token())
     assert response.status_code == 500
-    assert response.json() == {"error": "server_error", "error_description": "Something went wrong on our side."}
+    assert response.json() == {"error": "server_error", "error_description": "An unexpected error occurred."}
     assert "secret" not in response.text
+
+
+async def test_unexpected_errors_keep_their_cors_headers(start_rs: StartResourceServer) -> None:
+    """The seed's withCors: every response, errors included, carries the CORS headers."""
+    server = await start_rs(mcp_app=_bug)
+    response = await server.post_mcp(PING, server.token(), headers={"Origin": "http://localhost:6274"})
+    assert response.status_code == 500
+    assert response.headers["access-control-allow-origin"] == "http://localhost:6274"
 
 
 async def test_lifespan_is_run(start_rs: StartResourceServer) -> None:

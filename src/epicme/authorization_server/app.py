@@ -2,7 +2,12 @@
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable
+import asyncio
+import contextlib
+import logging
+import time
+from collections.abc import AsyncIterator, Awaitable, Callable
+from contextlib import asynccontextmanager
 
 from starlette.applications import Starlette
 from starlette.middleware import Middleware
@@ -24,12 +29,14 @@ from epicme.authorization_server.sessions import SessionCodec
 from epicme.authorization_server.throttle import LoginThrottle
 from epicme.authorization_server.token import token
 from epicme.config import Settings
-from epicme.storage.database import Database
+from epicme.storage import grants
+from epicme.storage.database import Database, StoreUnavailable
 from epicme.storage.server_secrets import load_or_create_secret
 from epicme.web.cors import CorsMiddleware, CorsRule, path_policy
-from epicme.web.errors import EXCEPTION_HANDLERS
+from epicme.web.errors import EXCEPTION_HANDLERS, CatchAllMiddleware
 from epicme.web.limits import BodyLimitMiddleware
 
+log = logging.getLogger("epicme")
 Handler = Callable[[Request, ServerContext], Awaitable[Response]]
 
 # Browser-based clients call these from their own origin; none of them uses cookies, so `*` is
@@ -59,8 +66,32 @@ async def build_context(
     )
 
 
+PURGE_INTERVAL_SECONDS = 3600
+
+
+async def purge_periodically(ctx: ServerContext, interval: float = PURGE_INTERVAL_SECONDS) -> None:
+    """Forget codes and tokens long past their expiry, so the store does not grow without bound."""
+    while True:
+        try:
+            async with ctx.db.write() as conn:
+                await grants.purge_expired(conn, int(time.time()))
+        except StoreUnavailable:
+            log.warning("could not purge expired credentials: store unavailable")
+        await asyncio.sleep(interval)
+
+
 def build_authorization_app(ctx: ServerContext) -> Starlette:
     metadata = build_metadata(ctx.settings)
+
+    @asynccontextmanager
+    async def lifespan(app: Starlette) -> AsyncIterator[None]:
+        purger = asyncio.create_task(purge_periodically(ctx))
+        try:
+            yield
+        finally:
+            purger.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await purger
 
     def bind(handler: Handler) -> Callable[[Request], Awaitable[Response]]:
         async def endpoint(request: Request) -> Response:
@@ -100,7 +131,9 @@ def build_authorization_app(ctx: ServerContext) -> Starlette:
         routes=routes,
         middleware=[
             Middleware(CorsMiddleware, policy=CORS_POLICY),
+            Middleware(CatchAllMiddleware),
             Middleware(BodyLimitMiddleware, max_bytes=ctx.settings.max_body_bytes),
         ],
         exception_handlers={404: not_found, **EXCEPTION_HANDLERS},
+        lifespan=lifespan,
     )

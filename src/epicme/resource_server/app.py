@@ -24,12 +24,11 @@ from starlette.applications import Starlette
 from starlette.exceptions import HTTPException
 from starlette.middleware import Middleware
 from starlette.requests import Request
-from starlette.responses import JSONResponse, PlainTextResponse, Response
+from starlette.responses import PlainTextResponse, Response
 from starlette.routing import Route
 from starlette.types import ASGIApp
 
 from epicme.config import Settings
-from epicme.oauth.errors import NO_STORE
 from epicme.resource_server.as_metadata_proxy import (
     OAUTH_METADATA_PATH,
     OPENID_CONFIGURATION_PATH,
@@ -45,13 +44,12 @@ from epicme.resource_server.gate import BearerGate, RequiredScopes
 from epicme.resource_server.origins import OriginPolicy
 from epicme.resource_server.upstream import DEFAULT_TIMEOUT, Clock, UpstreamUnavailable
 from epicme.resource_server.verifier import build_token_verifier
-from epicme.storage.database import StoreUnavailable
 from epicme.web.cors import CorsMiddleware, CorsPolicy, CorsRule, path_policy
+from epicme.web.errors import EXCEPTION_HANDLERS, CatchAllMiddleware
 from epicme.web.limits import BodyLimitMiddleware
 
 HEALTHCHECK_PATH = "/healthcheck"
 WELL_KNOWN_PREFIX = "/.well-known/"
-STORE_RETRY_AFTER_SECONDS = 5
 
 logger = logging.getLogger(__name__)
 
@@ -100,24 +98,6 @@ async def _upstream_unavailable(request: Request, exc: Exception) -> Response:
     return exc.to_response()
 
 
-async def _store_unavailable(request: Request, exc: Exception) -> Response:
-    logger.warning("store unavailable: %s", type(exc).__name__)
-    return JSONResponse(
-        {"error": "temporarily_unavailable", "error_description": "The journal store is unavailable."},
-        status_code=503,
-        headers={**NO_STORE, "Retry-After": str(STORE_RETRY_AFTER_SECONDS)},
-    )
-
-
-async def _server_error(request: Request, exc: Exception) -> Response:
-    # The last resort: the traceback goes to the log (by ServerErrorMiddleware), never to the client.
-    return JSONResponse(
-        {"error": "server_error", "error_description": "Something went wrong on our side."},
-        status_code=500,
-        headers=NO_STORE,
-    )
-
-
 def build_resource_app(
     settings: Settings,
     *,
@@ -159,13 +139,13 @@ def build_resource_app(
         ],
         middleware=[
             Middleware(CorsMiddleware, policy=build_cors_policy(settings)),
+            Middleware(CatchAllMiddleware),
             Middleware(BodyLimitMiddleware, max_bytes=settings.max_body_bytes),
         ],
         exception_handlers={
             HTTPException: _http_exception,
             UpstreamUnavailable: _upstream_unavailable,
-            StoreUnavailable: _store_unavailable,
-            Exception: _server_error,
+            **EXCEPTION_HANDLERS,
         },
         lifespan=app_lifespan,
     )
