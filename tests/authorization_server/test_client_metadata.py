@@ -331,9 +331,7 @@ async def test_defaults(server: DocServer, fetcher: ClientMetadataFetcher) -> No
     assert doc.scope is None and doc.client_uri is None and doc.logo_uri is None
 
 
-async def test_structured_json_content_type_accepted(
-    server: DocServer, fetcher: ClientMetadataFetcher
-) -> None:
+async def test_structured_json_content_type_accepted(server: DocServer, fetcher: ClientMetadataFetcher) -> None:
     url = server.url()
     body = json.dumps(document(url)).encode()
     server.serve("/client.json", Route(body, headers={"Content-Type": "application/client-metadata+json"}))
@@ -403,13 +401,11 @@ async def test_client_id_compared_exactly(server: DocServer, fetcher: ClientMeta
         ({"client_secret_expires_at": 0}, "it must not contain client_secret or client_secret_expires_at."),
         (
             {"token_endpoint_auth_method": "client_secret_basic"},
-            "token_endpoint_auth_method client_secret_basic needs a shared secret, "
-            "which a document cannot carry.",
+            "token_endpoint_auth_method client_secret_basic needs a shared secret, which a document cannot carry.",
         ),
         (
             {"token_endpoint_auth_method": "client_secret_jwt"},
-            "token_endpoint_auth_method client_secret_jwt needs a shared secret, "
-            "which a document cannot carry.",
+            "token_endpoint_auth_method client_secret_jwt needs a shared secret, which a document cannot carry.",
         ),
         (
             {"token_endpoint_auth_method": "private_key_jwt"},
@@ -483,9 +479,7 @@ async def test_content_encoding_refused(server: DocServer, fetcher: ClientMetada
 
 
 async def test_error_status_refused(server: DocServer, fetcher: ClientMetadataFetcher) -> None:
-    assert (
-        await refused(fetcher, server.url("/missing.json")) == PREFIX + "its URL answered HTTP 404, not 200."
-    )
+    assert await refused(fetcher, server.url("/missing.json")) == PREFIX + "its URL answered HTTP 404, not 200."
 
 
 # -- Limits --------------------------------------------------------------------------------------------
@@ -502,9 +496,7 @@ async def test_oversized_body_refused(
     assert await refused(fetcher, url) == PREFIX + "it is too large (more than 1024 bytes)."
 
 
-async def test_slow_server_times_out(
-    server: DocServer, make_fetcher: Callable[..., ClientMetadataFetcher]
-) -> None:
+async def test_slow_server_times_out(server: DocServer, make_fetcher: Callable[..., ClientMetadataFetcher]) -> None:
     url = server.url()
     server.serve("/client.json", Route(json.dumps(document(url)).encode(), delay=5))
     fetcher = make_fetcher(timeout=0.3)
@@ -519,10 +511,7 @@ async def test_slow_resolver_times_out(make_fetcher: Callable[..., ClientMetadat
         return ["127.0.0.1"]
 
     fetcher = make_fetcher(timeout=0.2, resolver=slow)
-    assert (
-        await refused(fetcher, "http://slow.test/client.json")
-        == PREFIX + "fetching it took longer than 0.2 s."
-    )
+    assert await refused(fetcher, "http://slow.test/client.json") == PREFIX + "fetching it took longer than 0.2 s."
 
 
 # -- Redirects and the SSRF guard ----------------------------------------------------------------------
@@ -546,14 +535,10 @@ async def test_redirect_to_loopback_refused_with_guard_on(
     await inner.start()
     try:
         inner.serve_document()
-        url = server.serve(
-            "/client.json", Route(status=307, headers={"Location": inner.url(host="localhost")})
-        )
+        url = server.serve("/client.json", Route(status=307, headers={"Location": inner.url(host="localhost")}))
         fetcher = make_fetcher(allow_private_addresses=False)
         description = await refused(fetcher, url)
-        assert (
-            description == PREFIX + "its URL answered with a redirect (HTTP 307); redirects are not followed."
-        )
+        assert description == PREFIX + "its URL answered with a redirect (HTTP 307); redirects are not followed."
         assert inner.hits["/client.json"] == 0
     finally:
         await inner.stop()
@@ -586,10 +571,7 @@ async def test_unresolvable_host(make_fetcher: Callable[..., ClientMetadataFetch
         raise OSError("Name or service not known")
 
     fetcher = make_fetcher(resolver=nxdomain)
-    assert (
-        await refused(fetcher, "https://nowhere.example/client.json")
-        == PREFIX + "its host name does not resolve."
-    )
+    assert await refused(fetcher, "https://nowhere.example/client.json") == PREFIX + "its host name does not resolve."
 
 
 async def test_connects_to_the_checked_address_not_the_name(
@@ -639,9 +621,7 @@ def _issue(tmp_path: Path, dns_name: str) -> tuple[ssl.SSLContext, ssl.SSLContex
         .not_valid_before(now - datetime.timedelta(minutes=5))
         .not_valid_after(now + datetime.timedelta(days=1))
         .add_extension(x509.BasicConstraints(ca=True, path_length=None), critical=True)
-        .add_extension(
-            x509.KeyUsage(False, False, False, False, False, True, True, False, False), critical=True
-        )
+        .add_extension(x509.KeyUsage(False, False, False, False, False, True, True, False, False), critical=True)
         .add_extension(x509.SubjectKeyIdentifier.from_public_key(ca_key.public_key()), critical=False)
         .sign(ca_key, hashes.SHA256())
     )
@@ -656,17 +636,13 @@ def _issue(tmp_path: Path, dns_name: str) -> tuple[ssl.SSLContext, ssl.SSLContex
         .not_valid_after(now + datetime.timedelta(days=1))
         .add_extension(x509.SubjectAlternativeName([x509.DNSName(dns_name)]), critical=False)
         .add_extension(x509.BasicConstraints(ca=False, path_length=None), critical=True)
-        .add_extension(
-            x509.AuthorityKeyIdentifier.from_issuer_public_key(ca_key.public_key()), critical=False
-        )
+        .add_extension(x509.AuthorityKeyIdentifier.from_issuer_public_key(ca_key.public_key()), critical=False)
         .sign(ca_key, hashes.SHA256())
     )
     cert_file, key_file = tmp_path / f"{dns_name}.pem", tmp_path / f"{dns_name}.key"
     cert_file.write_bytes(cert.public_bytes(serialization.Encoding.PEM))
     key_file.write_bytes(
-        key.private_bytes(
-            serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()
-        )
+        key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption())
     )
     server_context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
     server_context.load_cert_chain(cert_file, key_file)
@@ -702,9 +678,7 @@ async def test_https_checks_the_certificate_against_the_host_name(
 # -- Caching -------------------------------------------------------------------------------------------
 
 
-async def test_cache_hit_then_expiry(
-    server: DocServer, fetcher: ClientMetadataFetcher, clock: FakeClock
-) -> None:
+async def test_cache_hit_then_expiry(server: DocServer, fetcher: ClientMetadataFetcher, clock: FakeClock) -> None:
     url = server.serve_document()
     first = await fetcher.load(url)
     assert await fetcher.load(url) is first
@@ -732,9 +706,7 @@ async def test_cache_honours_max_age_within_bounds(
 
 
 @pytest.mark.parametrize("cache_control", ["no-store", "no-cache", "max-age=abc"])
-async def test_no_store_is_not_cached(
-    server: DocServer, fetcher: ClientMetadataFetcher, cache_control: str
-) -> None:
+async def test_no_store_is_not_cached(server: DocServer, fetcher: ClientMetadataFetcher, cache_control: str) -> None:
     url = server.url()
     body = json.dumps(document(url)).encode()
     server.serve("/client.json", Route(body, headers={**JSON, "Cache-Control": cache_control}))

@@ -71,7 +71,8 @@ async def connect(
         redirect_handler=user.open,
         callback_handler=user.callback,
     )
-    async with httpx2.AsyncClient(auth=provider, timeout=30) as http, Client(
-        streamable_http_client(mcp_url, http_client=http)
-    ) as client:
+    async with (
+        httpx2.AsyncClient(auth=provider, timeout=30) as http,
+        Client(streamable_http_client(mcp_url, http_client=http)) as client,
+    ):
         yield client

@@ -23,8 +23,18 @@ async def test_sdk_client_discovers_authorizes_and_uses_the_journal(system: Syst
     async with connect(system.mcp_url, user, storage) as client:
         tools = {tool.name for tool in (await client.list_tools()).tools}
         assert tools == {
-            "whoami", "create_entry", "get_entry", "list_entries", "update_entry", "delete_entry",
-            "create_tag", "get_tag", "list_tags", "update_tag", "delete_tag", "add_tag_to_entry",
+            "whoami",
+            "create_entry",
+            "get_entry",
+            "list_entries",
+            "update_entry",
+            "delete_entry",
+            "create_tag",
+            "get_tag",
+            "list_tags",
+            "update_tag",
+            "delete_tag",
+            "add_tag_to_entry",
         }
         me = _structured(await client.call_tool("whoami", {}))
         assert me["email"] == ALICE[0]

@@ -18,7 +18,16 @@ async def _grant(db: Database, code_hash: str = "c" * 64) -> Grant:
     user = await users.create_user(db, f"{code_hash[:8]}@example.com", hash_password("long enough"))
     grant = Grant("g-" + code_hash[:8], "client", user.id, "http://rs/mcp", "user:read", NOW, None)
     code = AuthorizationCode(
-        code_hash, grant.id, "client", "http://127.0.0.1/cb", "x" * 43, "user:read", "http://rs/mcp", NOW + 60, None
+        code_hash,
+        grant.id,
+        "client",
+        "http://127.0.0.1/cb",
+        "x" * 43,
+        True,
+        "user:read",
+        "http://rs/mcp",
+        NOW + 60,
+        None,
     )
     async with db.write() as conn:
         await grants.create_grant_with_code(conn, grant, code)
@@ -61,7 +70,7 @@ async def test_refresh_reuse_revokes_the_family(db: Database) -> None:
         assert (await grants.rotate_refresh_token(conn, "r1", NOW + 5)).status == "replayed"
     async with db.write() as conn:
         # The successor was spent by the revocation: it too is refused now.
-        assert (await grants.rotate_refresh_token(conn, "r2", NOW + 6)).status == "replayed"
+        assert (await grants.rotate_refresh_token(conn, "r2", NOW + 6)).status == "revoked"
 
 
 async def test_unspend_restores_a_refresh_token(db: Database) -> None:
@@ -82,6 +91,7 @@ async def test_a_failed_transaction_leaves_nothing_behind(db: Database) -> None:
         "client",
         "http://127.0.0.1/cb",
         "x" * 43,
+        True,
         "user:read",
         "http://rs/mcp",
         NOW + 60,

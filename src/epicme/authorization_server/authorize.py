@@ -61,6 +61,7 @@ async def _issue_code(ctx: ServerContext, request: AuthorizationRequest, user: U
         grant_id=grant.id,
         client_id=request.client.client_id,
         redirect_uri=request.redirect_uri,
+        redirect_uri_sent=request.redirect_uri_sent,
         code_challenge=request.code_challenge,
         scope=scope,
         resource=request.resource,

@@ -57,6 +57,7 @@ class RedirectError(Exception):
 class AuthorizationRequest:
     client: Client
     redirect_uri: str
+    redirect_uri_sent: bool
     state: str | None
     scopes: tuple[str, ...]
     resource: str
@@ -195,6 +196,7 @@ async def validate(ctx: ServerContext, items: list[tuple[str, str]]) -> Authoriz
     return AuthorizationRequest(
         client=client,
         redirect_uri=redirect_uri,
+        redirect_uri_sent="redirect_uri" in params,
         state=state,
         scopes=scopes,
         resource=resource,

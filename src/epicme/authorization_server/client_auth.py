@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import base64
-import binascii
 import time
 from urllib.parse import unquote
 
@@ -25,7 +24,7 @@ def _basic_credentials(request: Request) -> tuple[str, str] | None:
         return None
     try:
         decoded = base64.b64decode(value.strip(), validate=True).decode("utf-8")
-    except (binascii.Error, UnicodeDecodeError):
+    except ValueError:  # binascii.Error, UnicodeDecodeError, and non-ASCII input all are ValueErrors
         raise errors.InvalidClient("The Basic authorization header is malformed.") from None
     client_id, separator, secret = decoded.partition(":")
     if not separator:

@@ -257,9 +257,7 @@ def _auth_method(document: dict[str, Any]) -> str:
         raise _refuse("token_endpoint_auth_method must be a string.")
     if method in SHARED_SECRET_METHODS:
         # CIMD draft, Client Metadata: methods based on a shared secret MUST NOT be used.
-        raise _refuse(
-            f"token_endpoint_auth_method {method} needs a shared secret, which a document cannot carry."
-        )
+        raise _refuse(f"token_endpoint_auth_method {method} needs a shared secret, which a document cannot carry.")
     if method != "none":
         raise _refuse(f"token_endpoint_auth_method {method} is not supported here; use none (with PKCE).")
     return method
@@ -368,9 +366,7 @@ def _is_json_media_type(content_type: str | None) -> bool:
     # CIMD draft, Client Information Discovery: the response MUST be application/json or
     # application/<AS-defined>+json; other content types are errors. A missing type is refused too.
     media_type = (content_type or "").split(";", 1)[0].strip().lower()
-    return media_type == "application/json" or (
-        media_type.startswith("application/") and media_type.endswith("+json")
-    )
+    return media_type == "application/json" or (media_type.startswith("application/") and media_type.endswith("+json"))
 
 
 # -- Fetching ------------------------------------------------------------------------------------------------

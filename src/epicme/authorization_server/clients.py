@@ -16,7 +16,7 @@ class Client:
     redirect_uris: tuple[str, ...]
     token_endpoint_auth_method: str
     grant_types: tuple[str, ...]
-    # The scopes this client may ask for; None: any scope the server supports.
+    # The scopes this client asks for when its request names none (its registered `scope`).
     scope: frozenset[str] | None
     client_uri: str | None
     logo_uri: str | None

@@ -134,8 +134,12 @@ async def register(request: Request, settings: Settings, db: Database) -> Respon
     try:
         try:
             body = json.loads(await request.body())
-        except (ValueError, UnicodeDecodeError):
-            raise InvalidClientMetadata("The request body must be JSON.") from None
+            # JSON may escape unpaired surrogates ("\ud800") that no UTF-8 document can carry back.
+            json.dumps(body, ensure_ascii=False).encode("utf-8")
+        except (ValueError, RecursionError):
+            # ValueError covers malformed JSON, bad UTF-8 and unpaired surrogates; RecursionError
+            # a body nested deeper than the parser goes.
+            raise InvalidClientMetadata("The request body must be a JSON object in UTF-8.") from None
         metadata = build_client_metadata(body, settings)
     except OAuthError as error:
         return error.to_response()

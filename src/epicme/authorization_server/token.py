@@ -54,7 +54,7 @@ def _required(params: dict[str, str], name: str) -> str:
 
 async def _authorization_code(ctx: ServerContext, client: Client, params: dict[str, str]) -> Outcome:
     code = _required(params, "code")
-    redirect_uri = _required(params, "redirect_uri")
+    redirect_uri = params.get("redirect_uri")
     verifier = _required(params, "code_verifier")
     now = int(time.time())
     async with ctx.db.write() as conn:
@@ -70,8 +70,11 @@ async def _authorization_code(ctx: ServerContext, client: Client, params: dict[s
             return errors.InvalidGrant("The authorization code is invalid.")
         if record.expires_at <= now:
             return errors.InvalidGrant("The authorization code has expired.")
-        if record.redirect_uri != redirect_uri:
-            # RFC 6749 §4.1.3: redirect_uri must be identical to the authorization request's.
+        if redirect_uri is None and record.redirect_uri_sent:
+            # RFC 6749 §4.1.3: required when the authorization request included it.
+            return errors.InvalidRequest("'redirect_uri' is required.")
+        if redirect_uri is not None and redirect_uri != record.redirect_uri:
+            # RFC 6749 §4.1.3: and then identical to the authorization request's.
             return errors.InvalidGrant("redirect_uri does not match the authorization request.")
         if not verify(verifier, record.code_challenge):
             # RFC 7636 §4.6: the verifier must transform to the stored challenge.
@@ -91,6 +94,8 @@ async def _refresh_token(ctx: ServerContext, client: Client, params: dict[str, s
     now = int(time.time())
     async with ctx.db.write() as conn:
         rotation = await grants.rotate_refresh_token(conn, digest(presented), now)
+        if rotation.status == "revoked":
+            return errors.InvalidGrant("The refresh token was revoked.")
         if rotation.status == "replayed":
             audit.warning("refresh token reused by client %s; its token family is revoked", client.client_id)
             return errors.InvalidGrant("The refresh token was already used; its whole token family is revoked.")

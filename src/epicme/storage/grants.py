@@ -37,6 +37,7 @@ class AuthorizationCode:
     client_id: str
     redirect_uri: str
     code_challenge: str
+    redirect_uri_sent: bool
     scope: str
     resource: str
     expires_at: int
@@ -57,7 +58,7 @@ class RefreshToken:
 class Redemption:
     """The outcome of presenting a one-time credential."""
 
-    status: Literal["ok", "unknown", "replayed"]
+    status: Literal["ok", "unknown", "replayed", "revoked"]
     code: AuthorizationCode | None = None
     refresh_token: RefreshToken | None = None
 
@@ -109,6 +110,10 @@ async def rotate_refresh_token(conn: AsyncConnection, token_hash: str, now: int)
     spent = (await conn.execute(select(table.c.grant_id).where(table.c.token_hash == token_hash))).first()
     if spent is None:
         return Redemption("unknown")
+    grant = await load_grant(conn, spent.grant_id)
+    if grant is None or grant.revoked_at is not None:
+        # Spent by a revocation, not by a rotation: nothing more to revoke.
+        return Redemption("revoked")
     # OAuth 2.1 §4.3.1 / RFC 9700 §4.14.2: reuse of a rotated refresh token means one of the two
     # holders is an attacker; revoke the whole family so neither can continue.
     await revoke_grant(conn, spent.grant_id, now)

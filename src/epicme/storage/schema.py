@@ -92,6 +92,9 @@ authorization_codes = Table(
     Column("grant_id", String(64), ForeignKey("grants.id", ondelete="CASCADE"), nullable=False),
     Column("client_id", String(200), nullable=False),
     Column("redirect_uri", String(2000), nullable=False),
+    # Whether the authorization request named redirect_uri: only then must the token request
+    # repeat it (RFC 6749 §4.1.3).
+    Column("redirect_uri_sent", Boolean, nullable=False, default=True),
     Column("code_challenge", String(64), nullable=False),
     Column("scope", String(1000), nullable=False),
     Column("resource", String(2000), nullable=False),
