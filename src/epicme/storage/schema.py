@@ -144,11 +144,13 @@ login_throttle = Table(
     Column("window_start", BigInteger, nullable=False),
 )
 
+# The journal's owner is the access token's `sub`. With an external authorization server that
+# subject has no row in `users`, so the journal's tables name it without a foreign key.
 entries = Table(
     "entries",
     metadata,
     Column("id", Integer, primary_key=True, autoincrement=True),
-    Column("user_id", String(64), ForeignKey("users.id", ondelete="CASCADE"), nullable=False),
+    Column("user_id", String(255), nullable=False),
     Column("title", String(500), nullable=False),
     Column("content", Text, nullable=False),
     Column("mood", String(100)),
@@ -165,7 +167,7 @@ tags = Table(
     "tags",
     metadata,
     Column("id", Integer, primary_key=True, autoincrement=True),
-    Column("user_id", String(64), ForeignKey("users.id", ondelete="CASCADE"), nullable=False),
+    Column("user_id", String(255), nullable=False),
     Column("name", String(100), nullable=False),
     Column("description", String(1000)),
     Column("created_at", BigInteger, nullable=False),
@@ -178,7 +180,7 @@ entry_tags = Table(
     metadata,
     Column("entry_id", Integer, ForeignKey("entries.id", ondelete="CASCADE"), primary_key=True),
     Column("tag_id", Integer, ForeignKey("tags.id", ondelete="CASCADE"), primary_key=True),
-    Column("user_id", String(64), ForeignKey("users.id", ondelete="CASCADE"), nullable=False),
+    Column("user_id", String(255), nullable=False),
     Column("created_at", BigInteger, nullable=False),
     Index("ix_entry_tags_tag", "tag_id"),
 )
