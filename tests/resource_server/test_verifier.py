@@ -91,6 +91,7 @@ REJECTIONS: list[tuple[str, Case, str]] = [
     ),
     ("missing sub", lambda s: s.token(sub=None), "The access token has no sub claim."),
     ("empty sub", lambda s: s.token(sub=""), "The access token has no subject."),
+    ("overlong sub", lambda s: s.token(sub="x" * 256), "The access token's subject is longer than 255 characters."),
     ("missing exp (RFC 9068 §2.2)", lambda s: s.token(exp=None), "The access token has no exp claim."),
     ("missing aud", lambda s: s.token(aud=None), "The access token has no aud claim."),
     (

@@ -42,6 +42,10 @@ INTROSPECTION_CACHE_SECONDS = 30
 MAX_TOKEN_LENGTH = 8192
 
 
+# The width of the journal's owner column (storage/schema.py).
+MAX_SUBJECT_LENGTH = 255
+
+
 class TokenInvalid(Exception):
     """The token cannot be accepted; `description` is safe to put in a header."""
 
@@ -89,6 +93,9 @@ def principal_from_claims(claims: dict[str, Any]) -> Principal:
     if not isinstance(sub, str) or not sub:
         # RFC 9068 §2.2: `sub` is REQUIRED; without it there is no user to scope the journal to.
         raise TokenInvalid("The access token has no subject.")
+    if len(sub) > MAX_SUBJECT_LENGTH:
+        # The journal stores the subject as its owner; a longer one cannot be stored faithfully.
+        raise TokenInvalid(f"The access token's subject is longer than {MAX_SUBJECT_LENGTH} characters.")
     scope = claims.get("scope")
     scp = claims.get("scp")
     if isinstance(scope, str):
