@@ -418,15 +418,25 @@ async def test_deny_is_access_denied_with_iss_rfc6749_s4_1_2_1(sqlite_auth_serve
 
 
 async def test_consent_remembered_for_same_scopes_rfc6749_s10_2(sqlite_auth_server: AuthServer) -> None:
-    """Consent once given is remembered for the same client and scopes: the second request (and one for
-    fewer scopes) goes straight back to the client with a code, without a consent page."""
-    client_id = await register(sqlite_auth_server)
+    """Consent once given is remembered for the same confidential client and scopes: the second request
+    (and one for fewer scopes) goes straight back to the client with a code, without a consent page."""
+    client_id = await register(sqlite_auth_server, token_endpoint_auth_method="client_secret_basic")
     await sqlite_auth_server.browser.authorize(authorize_url(sqlite_auth_server, client_id), USER_EMAIL, USER_PASSWORD)
     for scope in ("user:read entries:read", "entries:read"):
         response = await sqlite_auth_server.browser.http.get(authorize_url(sqlite_auth_server, client_id, scope=scope))
         assert response.status_code == 303, response.text[:500]
         assert response.headers["location"].startswith(REDIRECT_URI + "?")
         assert set(redirect_params(response.headers["location"])) == {"code", "state", "iss"}
+
+
+async def test_public_loopback_client_is_asked_every_time_rfc8252_s8_6(sqlite_auth_server: AuthServer) -> None:
+    """RFC 6749 §10.2, RFC 8252 §8.6: a public client on a loopback redirect could be any program on the
+    machine posing as the allowed one, so its repeated requests still show the consent page."""
+    client_id = await register(sqlite_auth_server)
+    await sqlite_auth_server.browser.authorize(authorize_url(sqlite_auth_server, client_id), USER_EMAIL, USER_PASSWORD)
+    response = await sqlite_auth_server.browser.http.get(authorize_url(sqlite_auth_server, client_id))
+    assert response.status_code == 200
+    assert 'name="decision"' in response.text
 
 
 async def test_consent_asked_again_for_broader_scope(sqlite_auth_server: AuthServer) -> None:
@@ -462,8 +472,8 @@ async def test_prompt_consent_forces_consent_page_oidc_core_s3_1_2_1(sqlite_auth
 
 async def test_prompt_none_with_session_oidc_core_s3_1_2_6(sqlite_auth_server: AuthServer) -> None:
     """OpenID Connect Core §3.1.2.6: prompt=none with a session but no consent → consent_required;
-    once consent exists, prompt=none returns a code silently."""
-    client_id = await register(sqlite_auth_server)
+    once consent exists, prompt=none returns a code silently (to a client whose identity is assured)."""
+    client_id = await register(sqlite_auth_server, token_endpoint_auth_method="client_secret_basic")
     await sign_in(sqlite_auth_server)
     response = await sqlite_auth_server.browser.http.get(authorize_url(sqlite_auth_server, client_id, prompt="none"))
     assert_error_redirect(sqlite_auth_server, response, "consent_required", "The user has not yet allowed this client.")

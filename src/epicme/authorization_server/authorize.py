@@ -75,6 +75,21 @@ async def _issue_code(ctx: ServerContext, request: AuthorizationRequest, user: U
     return _redirect(ctx, request.redirect_uri, {"code": code, "state": request.state})
 
 
+def is_client_identity_assured(request: AuthorizationRequest) -> bool:
+    """Whether a repeated request surely comes from the client the user allowed before.
+
+    RFC 6749 §10.2 and RFC 8252 §8.6: repeated requests SHOULD NOT be approved without the user
+    unless the client's identity is assured. A confidential client authenticates at the token
+    endpoint; an https redirect URI on a real host delivers the code only to its owner. A public
+    client answering on a loopback port or a private-use scheme could be any program on the
+    machine, so its user is asked every time.
+    """
+    if not request.client.is_public:
+        return True
+    parts = urlsplit(request.redirect_uri)
+    return parts.scheme == "https" and not is_loopback_host(parts.hostname)
+
+
 def _consent_page(ctx: ServerContext, request: AuthorizationRequest, user: User, csrf_token: str) -> Response:
     redirect_parts = urlsplit(request.redirect_uri)
     redirect_host = redirect_parts.netloc or redirect_parts.scheme + ":"
@@ -148,7 +163,11 @@ async def authorize(request: Request, ctx: ServerContext) -> Response:
 
     async with ctx.db.read() as conn:
         consented = await grants.load_consent_scope(conn, user.id, auth_request.client.client_id, auth_request.resource)
-    if auth_request.prompt != "consent" and set(auth_request.scopes) <= consented:
+    if (
+        auth_request.prompt != "consent"
+        and set(auth_request.scopes) <= consented
+        and is_client_identity_assured(auth_request)
+    ):
         # The same user already allowed this client these scopes: not asked again.
         return await _issue_code(ctx, auth_request, user, remember=False)
     if auth_request.prompt == "none":

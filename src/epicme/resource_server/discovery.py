@@ -37,6 +37,9 @@ def build_protected_resource_metadata(settings: Settings) -> dict[str, Any]:
         "resource": settings.mcp_url,
         # MCP authorization server discovery: MUST include at least one authorization server.
         "authorization_servers": [settings.trusted_issuer],
+        # Every scope, not only the baseline the 401 names: clients that cannot step up (the MCP
+        # Inspector refreshes instead, which cannot widen a grant) read this list to ask for
+        # what they need up front. Least privilege still holds: the 401 names only the baseline.
         "scopes_supported": list(settings.scopes),
         # MCP: tokens travel only in the Authorization header, never in the query string.
         "bearer_methods_supported": ["header"],
