@@ -14,6 +14,10 @@ from pydantic import ValidationError
 from epicme import __version__
 from epicme.config import Settings
 
+# The doctor's defaults, spelled here so `--help` needs no import of the doctor package.
+DOCTOR_ORIGIN = "http://localhost:6274"
+DOCTOR_SPECS = ("2026-07-28", "2025-11-25", "2025-06-18")
+
 # CLI flag → Settings field, for the flags `serve` and the store commands share.
 _STORE_FLAGS = {"database_url": ("--database-url", "Database URL: sqlite:///path.db or postgresql://...")}
 _SERVE_FLAGS = {
@@ -65,6 +69,30 @@ def build_parser() -> argparse.ArgumentParser:
         "rotate", help="Sign new tokens with a new key; keep publishing the old one until its tokens expire."
     )
     _add_flags(rotate, _STORE_FLAGS)
+
+    doctor = commands.add_parser(
+        "doctor",
+        help="Check any MCP server's auth discovery the way clients see it.",
+        description="Replay what MCP clients do against URL (ours or anyone's) and print a verdict per rule, "
+        "with the evidence and a one-line fix. Exit status 1 when any MUST fails.",
+    )
+    doctor.add_argument("url", help="The MCP endpoint, e.g. https://host/mcp.")
+    doctor.add_argument(
+        "--origin", default=DOCTOR_ORIGIN, help=f"Browser origin for the CORS checks (default {DOCTOR_ORIGIN})."
+    )
+    doctor.add_argument(
+        "--spec", choices=DOCTOR_SPECS, default=DOCTOR_SPECS[0], help="MCP version to check against (default newest)."
+    )
+    doctor.add_argument("--json", action="store_true", help="Print the verdicts as JSON, for CI.")
+    doctor.add_argument("--login", action="store_true", help="Also sign in through your browser and call tools/list.")
+    doctor.add_argument(
+        "--client-id", help="With --login: a pre-registered client ID or client ID metadata document URL."
+    )
+    doctor.add_argument("--timeout", type=float, default=10.0, help="Seconds to wait for each answer (default 10).")
+    doctor.add_argument(
+        "--login-timeout", type=float, default=300.0, help="Seconds to wait for you to sign in (default 300)."
+    )
+    doctor.add_argument("-v", "--verbose", action="store_true", help="Show the evidence for passing rules too.")
     return parser
 
 
@@ -86,6 +114,21 @@ def read_new_password(from_stdin: bool) -> str:
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
+    if args.command == "doctor":
+        # Needs no Settings: it examines another server, not this one.
+        from epicme import doctor
+
+        return doctor.main(
+            args.url,
+            origin=args.origin,
+            spec=args.spec,
+            login=args.login,
+            client_id=args.client_id,
+            timeout=args.timeout,
+            login_timeout=args.login_timeout,
+            json_output=args.json,
+            verbose=args.verbose,
+        )
     try:
         settings = settings_from(args)
     except ValidationError as error:
