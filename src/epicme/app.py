@@ -6,6 +6,7 @@ import asyncio
 import contextlib
 import logging
 import signal
+import socket
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
@@ -20,9 +21,12 @@ from epicme.jobs import ensure_demo_account
 from epicme.journal.permissions import required_scopes
 from epicme.journal.server import build_journal
 from epicme.resource_server.app import build_resource_app
+from epicme.resource_server.jsonrpc import JsonRpcErrors
+from epicme.resource_server.sdk_transport import SdkTransportGuard
 from epicme.storage.database import Database
 from epicme.storage.migrations import migrate
 from epicme.storage.server_secrets import load_or_create_secret
+from epicme.web.errors import StoreOutageResponder
 
 log = logging.getLogger("epicme")
 
@@ -32,7 +36,7 @@ async def build_mcp_server(settings: Settings, db: Database) -> Starlette:
     # Every replica seals and opens multi-round call state with the same key, kept in the store.
     state_key = await load_or_create_secret(db, "journal-request-state")
     journal = build_journal(db, request_state_keys=[state_key])
-    mcp_app = journal.streamable_http_app(
+    sdk_app = journal.streamable_http_app(
         # Stateless with JSON responses: any replica can answer any request (no session affinity).
         stateless_http=True,
         json_response=True,
@@ -41,6 +45,10 @@ async def build_mcp_server(settings: Settings, db: Database) -> Starlette:
         transport_security=TransportSecuritySettings(enable_dns_rebinding_protection=False),
         max_request_body_size=settings.max_body_bytes,
     )
+    # JSON-RPC 2.0 §5.1: a body that is not JSON, or not a JSON-RPC message, gets its own short error.
+    # And where the SDK's transport would answer outside JSON-RPC, or not at all, a JSON-RPC error.
+    # A tool that met a store outage answers 503 over HTTP, not 200 with a tool error.
+    mcp_app = JsonRpcErrors(SdkTransportGuard(StoreOutageResponder(sdk_app)))
 
     @asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
@@ -75,6 +83,25 @@ def _server(app: ASGIApp, settings: Settings, port: int) -> uvicorn.Server:
     return uvicorn.Server(config)
 
 
+def shared_socket(host: str, port: int) -> socket.socket:
+    """A socket bound with SO_REUSEPORT (`EPICME_REUSE_PORT`): every replica binds its own on the
+    same address and Linux spreads new connections among them. Only processes of the same user
+    may join, so no other account can steal connections."""
+    if not hasattr(socket, "SO_REUSEPORT"):
+        raise SystemExit("EPICME_REUSE_PORT needs SO_REUSEPORT, which this platform lacks.")
+    infos = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)
+    family, _, _, _, address = infos[0]
+    sock = socket.socket(family, socket.SOCK_STREAM)
+    try:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
+        sock.bind(address)
+    except OSError as exc:
+        sock.close()
+        raise SystemExit(f"epicme: cannot listen on {host}:{port}: {exc.strerror or exc}") from None
+    return sock  # uvicorn starts listening on it
+
+
 async def run(settings: Settings) -> None:
     db = Database(settings.database_url)
     await migrate(db)
@@ -105,7 +132,11 @@ async def run(settings: Settings) -> None:
     for sig in (signal.SIGINT, signal.SIGTERM):
         with contextlib.suppress(NotImplementedError):
             loop.add_signal_handler(sig, stop_all)
+    # With EPICME_REUSE_PORT the sockets are bound here, shareable; otherwise uvicorn binds its own.
+    sockets = [[shared_socket(settings.host, ports[name])] if settings.reuse_port else None for name in apps]
     try:
-        await asyncio.gather(*(server.serve() for server in servers))
+        await asyncio.gather(*(server.serve(socks) for server, socks in zip(servers, sockets, strict=True)))
     finally:
+        for sock in (sock for socks in sockets for sock in socks or ()):
+            sock.close()
         await db.close()

@@ -59,6 +59,11 @@ class Settings(BaseSettings):
     host: str = Field("127.0.0.1", description="Address both services bind to.")
     as_port: int = Field(7788, ge=0, le=65535, description="Port of the authorization server.")
     rs_port: int = Field(8787, ge=0, le=65535, description="Port of the resource server.")
+    reuse_port: bool = Field(
+        False,
+        description="Bind with SO_REUSEPORT, so several `serve` processes of the same user share the "
+        "ports; Linux spreads new connections among them: one replica per core behind one address.",
+    )
 
     # -- Store -----------------------------------------------------------------------------------------
     database_url: str = Field(

@@ -127,7 +127,7 @@ def build_authorization_app(ctx: ServerContext) -> Starlette:
         Route(paths.INTROSPECT, bind(introspect), methods=["POST"]),
         Route(paths.HEALTHCHECK, healthcheck, methods=["GET", "HEAD"]),
     ]
-    return Starlette(
+    app = Starlette(
         routes=routes,
         middleware=[
             Middleware(CorsMiddleware, policy=CORS_POLICY),
@@ -137,3 +137,7 @@ def build_authorization_app(ctx: ServerContext) -> Starlette:
         exception_handlers={404: not_found, **EXCEPTION_HANDLERS},
         lifespan=lifespan,
     )
+    # "/token/" is not "/token": no 307, whose Location Starlette builds from the Host header, so
+    # a forged Host could point a client (or a cache) elsewhere. As on the resource server.
+    app.router.redirect_slashes = False
+    return app

@@ -98,7 +98,8 @@ async def login_submit(request: Request, ctx: ServerContext) -> Response:
         return await _login_page(ctx, session, return_to, error="Enter your e-mail and password.", status_code=400)
     email = normalize_email(raw_email)[:MAX_EMAIL_LENGTH]
     address = request.client.host if request.client else "unknown"
-    wait = await ctx.throttle.retry_after(email, address)
+    # Counted before the password is checked, so concurrent guesses cannot outrun the limit.
+    wait = await ctx.throttle.begin_attempt(email, address)
     if wait:
         minutes = max(1, (wait + 59) // 60)
         throttled = await _login_page(
@@ -113,11 +114,10 @@ async def login_submit(request: Request, ctx: ServerContext) -> Response:
         return throttled
     user = await users.load_user_by_email(ctx.db, email)
     if not await verify_password(user.password_hash if user else None, password) or user is None:
-        await ctx.throttle.record_failure(email, address)
         return await _login_page(
             ctx, session, return_to, email=email, status_code=400, error="That e-mail and password don't match."
         )
-    await ctx.throttle.record_success(email)
+    await ctx.throttle.record_success(email, address)
     signed_in = ctx.sessions.new(user.id)
     if return_to:
         response: Response = RedirectResponse(return_to, status_code=303)

@@ -38,6 +38,13 @@ def _unb64(text: str) -> bytes:
     return base64.urlsafe_b64decode(text + "=" * (-len(text) % 4))
 
 
+def _same(expected: str, presented: str) -> bool:
+    """Constant-time comparison of a value we made with one a client sent. `hmac.compare_digest`
+    raises TypeError for a str with non-ASCII characters, which a cookie (read as latin-1) or a
+    form field may carry, so both are compared as UTF-8 bytes: a forged value is wrong, not a 500."""
+    return hmac.compare_digest(expected.encode(), presented.encode("utf-8", "surrogatepass"))
+
+
 class SessionCodec:
     def __init__(self, secret: str, *, ttl: int, secure: bool) -> None:
         self._key = hashlib.sha256(("epicme-session|" + secret).encode()).digest()
@@ -57,7 +64,7 @@ class SessionCodec:
             payload = _unb64(body)
         except ValueError:
             return None
-        if not hmac.compare_digest(self._sign(payload), signature):
+        if not _same(self._sign(payload), signature):
             return None
         try:
             data = json.loads(payload)
@@ -97,4 +104,4 @@ class SessionCodec:
     def is_valid_csrf(self, session: Session | None, token: object) -> bool:
         if session is None or not isinstance(token, str):
             return False
-        return hmac.compare_digest(self.csrf_token(session), token)
+        return _same(self.csrf_token(session), token)

@@ -63,6 +63,7 @@ from epicme.journal.service import (
 from epicme.oauth.scopes import effective_scopes, format_scope, has_scopes
 from epicme.resource_server.principal import PRINCIPAL_SCOPE_KEY, Principal, current_principal
 from epicme.storage.database import Database, StoreUnavailable
+from epicme.web.errors import report_store_outage
 
 SERVER_NAME: Final = "EpicMe"
 INSTRUCTIONS: Final = (
@@ -283,6 +284,7 @@ def _tool_errors() -> Iterator[None]:
     except JournalError as exc:
         raise ToolError(str(exc)) from None
     except StoreUnavailable:
+        report_store_outage()
         raise ToolError(_STORE_DOWN) from None
 
 
@@ -295,6 +297,7 @@ def _resource_errors() -> Iterator[None]:
     except JournalError as exc:
         raise ResourceError(str(exc)) from None
     except StoreUnavailable:
+        report_store_outage()
         raise ResourceError(_STORE_DOWN) from None
 
 
@@ -306,6 +309,7 @@ def _protocol_errors() -> Iterator[None]:
     except JournalError as exc:
         raise MCPError(code=INVALID_PARAMS, message=str(exc)) from None
     except StoreUnavailable:
+        report_store_outage()
         raise MCPError(code=INTERNAL_ERROR, message=_STORE_DOWN) from None
 
 

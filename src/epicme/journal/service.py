@@ -232,7 +232,7 @@ class JournalService:
         if not 1 <= limit <= MAX_PAGE_SIZE:
             raise InvalidInput(f"Limit must be between 1 and {MAX_PAGE_SIZE}.")
         if not 0 <= offset <= _MAX_OFFSET:
-            raise InvalidInput("Offset must be zero or a positive number.")
+            raise InvalidInput(f"Offset must be between 0 and {_MAX_OFFSET}.")
         mine = entries.c.user_id == user_id
         async with self._db.read() as conn:
             query: Select[Any] = select(*_ENTRY_COLUMNS).where(mine)

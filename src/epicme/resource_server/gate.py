@@ -8,8 +8,8 @@ A pure ASGI middleware. In order:
    string; RFC 6750 §2.2's form body is not accepted either), verified;
 3. for a POST, the JSON-RPC body is read (already bounded by BodyLimitMiddleware) and
    `required_scopes` says what each message needs; a token lacking any gets one `403` naming all
-   of them. A body that is not JSON passes on after authentication, for the SDK to answer with
-   a JSON-RPC parse error;
+   of them. A body that is not JSON passes on after authentication, for the MCP app to answer
+   with a JSON-RPC parse error (`jsonrpc.JsonRpcErrors` does, in front of the SDK);
 4. the principal is put where the journal and the SDK look for it, and the app is called.
 """
 

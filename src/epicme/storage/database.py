@@ -11,6 +11,7 @@ from typing import Any, Literal
 from sqlalchemy import event
 from sqlalchemy.engine import make_url
 from sqlalchemy.exc import DBAPIError, InterfaceError, OperationalError
+from sqlalchemy.exc import TimeoutError as PoolTimeout
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, create_async_engine
 
 Dialect = Literal["sqlite", "postgresql"]
@@ -37,10 +38,36 @@ def build_async_url(url: str) -> tuple[str, Dialect, str | None]:
     raise ValueError(f"unsupported database URL scheme {parsed.drivername!r}: use sqlite:/// or postgresql://")
 
 
+# PostgreSQL's answers while it shuts down, starts up or is full (PostgreSQL docs, Appendix A):
+# the request is fine, the server cannot take it now. asyncpg reports them as plain errors, not as
+# lost connections, so they are recognised by SQLSTATE; so is all of class 08, connection exception.
+_UNAVAILABLE_SQLSTATES = frozenset(
+    {
+        "57P01",  # admin_shutdown: a fast stop terminated the session
+        "57P02",  # crash_shutdown
+        "57P03",  # cannot_connect_now: "the database system is starting up / shutting down"
+        "53300",  # too_many_connections
+    }
+)
+
+
+def _sqlstate(exc: BaseException) -> str | None:
+    """The PostgreSQL error code of an asyncpg error, raw or wrapped by SQLAlchemy."""
+    for error in (exc, getattr(exc, "orig", None)):
+        code = getattr(error, "sqlstate", None)
+        if isinstance(code, str):
+            return code
+    return None
+
+
 def _is_unavailable(exc: BaseException) -> bool:
-    if isinstance(exc, OperationalError | InterfaceError):
+    # PoolTimeout: no pooled connection came free within pool_timeout; the store is overloaded.
+    if isinstance(exc, OperationalError | InterfaceError | PoolTimeout):
         return True
     if isinstance(exc, DBAPIError) and exc.connection_invalidated:
+        return True
+    code = _sqlstate(exc)
+    if code is not None and (code.startswith("08") or code in _UNAVAILABLE_SQLSTATES):
         return True
     return isinstance(exc, ConnectionError | OSError | asyncio.TimeoutError)
 

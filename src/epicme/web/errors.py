@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import logging
+from contextvars import ContextVar
 
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
@@ -15,10 +16,17 @@ log = logging.getLogger("epicme")
 STORE_RETRY_AFTER_SECONDS = 2
 
 
+_STORE_DOWN_BODY = {
+    "error": "temporarily_unavailable",
+    "error_description": "The database is unavailable; try again shortly.",
+}
+_STORE_DOWN = json.dumps(_STORE_DOWN_BODY).encode()
+
+
 async def store_unavailable(request: Request, exc: Exception) -> Response:
     log.warning("store unavailable during %s %s: %s", request.method, request.url.path, exc)
     return JSONResponse(
-        {"error": "temporarily_unavailable", "error_description": "The database is unavailable; try again shortly."},
+        _STORE_DOWN_BODY,
         status_code=503,
         headers={"Retry-After": str(STORE_RETRY_AFTER_SECONDS), "Cache-Control": "no-store"},
     )
@@ -67,3 +75,65 @@ class CatchAllMiddleware:
                 }
             )
             await send({"type": "http.response.body", "body": _SERVER_ERROR})
+
+
+class _Outage:
+    seen = False
+
+
+_store_outage: ContextVar[_Outage | None] = ContextVar("epicme_store_outage", default=None)
+
+
+def report_store_outage() -> None:
+    """Called where a handler (say, an MCP tool) swallows StoreUnavailable into its own error shape,
+    so that the HTTP answer still says 503 when it goes out through `StoreOutageResponder`."""
+    holder = _store_outage.get()
+    if holder is not None:
+        holder.seen = True
+
+
+class StoreOutageResponder:
+    """Turns an answer into `503` + Retry-After when the store went down while it was computed.
+
+    The MCP SDK catches every exception inside a tool and answers HTTP 200 with a tool error; a
+    client (or a load balancer) could not tell an outage from a refusal. Responses here are JSON
+    (stateless mode), sent after the handler finished, so the swap happens before any byte left.
+    """
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        holder = _Outage()
+        token = _store_outage.set(holder)
+        replaced = False
+
+        async def guarded_send(message: Message) -> None:
+            nonlocal replaced
+            if message["type"] == "http.response.start" and holder.seen:
+                replaced = True
+                await send(
+                    {
+                        "type": "http.response.start",
+                        "status": 503,
+                        "headers": [
+                            (b"content-type", b"application/json"),
+                            (b"content-length", str(len(_STORE_DOWN)).encode()),
+                            (b"retry-after", str(STORE_RETRY_AFTER_SECONDS).encode()),
+                            (b"cache-control", b"no-store"),
+                        ],
+                    }
+                )
+                await send({"type": "http.response.body", "body": _STORE_DOWN})
+                return
+            if replaced:
+                return  # the original body is dropped
+            await send(message)
+
+        try:
+            await self.app(scope, receive, guarded_send)
+        finally:
+            _store_outage.reset(token)

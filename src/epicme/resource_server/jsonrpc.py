@@ -1,0 +1,84 @@
+"""Clean JSON-RPC 2.0 errors for `/mcp` POST bodies that are not one JSON-RPC message.
+
+JSON-RPC 2.0 §5.1 gives these their own codes: -32700 Parse error for a body that is not JSON, and
+-32600 Invalid Request for JSON that is not a valid Request object. The MCP SDK answers the second
+with -32602 (Invalid params) and its validator's whole report, a kilobyte of library internals
+that echoes the input back, and the first with its parser's message. This layer, between the gate
+and the SDK app, answers both itself with a short fixed message and `"id": null` (JSON-RPC 2.0 §5:
+the id could not be determined).
+
+It parses and validates exactly as the SDK does next (`pydantic_core.from_json`, then the SDK's
+own message adapter), so whatever passes here the SDK accepts too, and valid messages reach it
+unchanged. A body that is not declared as JSON is left to the SDK's 415.
+"""
+
+from __future__ import annotations
+
+import pydantic_core
+from mcp_types import JSONRPCNotification, jsonrpc_message_adapter
+from pydantic import ValidationError
+from starlette.datastructures import Headers
+from starlette.responses import JSONResponse
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+PARSE_ERROR = -32700
+INVALID_REQUEST = -32600
+NOT_JSON = "Parse error: the body could not be read as JSON."
+NOT_A_MESSAGE = "Invalid Request: the body is not a JSON-RPC 2.0 request, notification or response."
+
+
+def jsonrpc_error(code: int, message: str) -> JSONResponse:
+    body = {"jsonrpc": "2.0", "id": None, "error": {"code": code, "message": message}}
+    return JSONResponse(body, status_code=400, headers={"Cache-Control": "no-store"})
+
+
+def _declares_json(headers: Headers) -> bool:
+    # The SDK's own test of the Content-Type, so both agree on which bodies are JSON.
+    media_types = headers.get("content-type", "").split(";")[0].split(",")
+    return any(part.strip() == "application/json" for part in media_types)
+
+
+class JsonRpcErrors:
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http" or scope["method"] != "POST" or not _declares_json(Headers(scope=scope)):
+            await self.app(scope, receive, send)
+            return
+        # Already bounded by the body limit and buffered by the layers above: reading it is cheap.
+        chunks: list[bytes] = []
+        while True:
+            received = await receive()
+            if received["type"] == "http.disconnect":
+                return
+            chunks.append(received.get("body", b""))
+            if not received.get("more_body", False):
+                break
+        body = b"".join(chunks)
+        try:
+            parsed = pydantic_core.from_json(body)
+        except ValueError:
+            await jsonrpc_error(PARSE_ERROR, NOT_JSON)(scope, receive, send)
+            return
+        try:
+            message = jsonrpc_message_adapter.validate_python(parsed, by_name=False)
+        except ValidationError:
+            await jsonrpc_error(INVALID_REQUEST, NOT_A_MESSAGE)(scope, receive, send)
+            return
+        if isinstance(message, JSONRPCNotification) and "id" in parsed:
+            # JSON-RPC 2.0 §4.1: a notification has no `id` member. One whose id the SDK could not
+            # read (null, a boolean, an object: MCP allows only strings and integers) is a broken
+            # request, which the SDK would silently take for a notification and never answer.
+            await jsonrpc_error(INVALID_REQUEST, NOT_A_MESSAGE)(scope, receive, send)
+            return
+        replayed = False
+
+        async def replay() -> Message:
+            nonlocal replayed
+            if not replayed:
+                replayed = True
+                return {"type": "http.request", "body": body, "more_body": False}
+            return await receive()
+
+        await self.app(scope, replay, send)
