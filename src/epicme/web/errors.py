@@ -11,6 +11,7 @@ from starlette.responses import JSONResponse, Response
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from epicme.storage.database import StoreUnavailable
+from epicme.web.asgi import send_json
 
 log = logging.getLogger("epicme")
 STORE_RETRY_AFTER_SECONDS = 2
@@ -63,18 +64,7 @@ class CatchAllMiddleware:
             log.exception("unexpected error during %s %s", scope.get("method"), scope.get("path"))
             if started:
                 return  # too late for a clean answer; the connection closes
-            await send(
-                {
-                    "type": "http.response.start",
-                    "status": 500,
-                    "headers": [
-                        (b"content-type", b"application/json"),
-                        (b"content-length", str(len(_SERVER_ERROR)).encode()),
-                        (b"cache-control", b"no-store"),
-                    ],
-                }
-            )
-            await send({"type": "http.response.body", "body": _SERVER_ERROR})
+            await send_json(send, 500, _SERVER_ERROR)
 
 
 class _Outage:
@@ -115,19 +105,7 @@ class StoreOutageResponder:
             nonlocal replaced
             if message["type"] == "http.response.start" and holder.seen:
                 replaced = True
-                await send(
-                    {
-                        "type": "http.response.start",
-                        "status": 503,
-                        "headers": [
-                            (b"content-type", b"application/json"),
-                            (b"content-length", str(len(_STORE_DOWN)).encode()),
-                            (b"retry-after", str(STORE_RETRY_AFTER_SECONDS).encode()),
-                            (b"cache-control", b"no-store"),
-                        ],
-                    }
-                )
-                await send({"type": "http.response.body", "body": _STORE_DOWN})
+                await send_json(send, 503, _STORE_DOWN, [(b"retry-after", str(STORE_RETRY_AFTER_SECONDS).encode())])
                 return
             if replaced:
                 return  # the original body is dropped
