@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from urllib.parse import parse_qsl, urlsplit
 
 from starlette.datastructures import FormData
@@ -18,11 +19,17 @@ from epicme.storage import users
 from epicme.storage.users import normalize_email
 
 MAX_EMAIL_LENGTH = 320
+_VISIBLE_ASCII = re.compile(r"[\x21-\x7e]*")
 
 
 def safe_return_to(value: object) -> str | None:
     """Only a path back into the authorization endpoint: never another site (no open redirect)."""
     if not isinstance(value, str) or len(value) > 8000:
+        return None
+    # urlsplit drops leading control characters and spaces, and tabs and newlines anywhere, so it
+    # would pass "\t/authorize", whose redirect goes to "%09/authorize": the text itself must be
+    # visible ASCII starting with the path (what EpicMe builds, urlencoded, always is).
+    if not _VISIBLE_ASCII.fullmatch(value) or not value.startswith(paths.AUTHORIZE):
         return None
     parts = urlsplit(value)
     if parts.scheme or parts.netloc or parts.path != paths.AUTHORIZE or "\\" in value:

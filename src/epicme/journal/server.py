@@ -139,6 +139,23 @@ async def _principal_middleware(ctx: ServerRequestContext[Any, Any], call_next: 
     return result
 
 
+def _check_prompt_request(prompts: Sequence[Any], params: Mapping[str, Any] | None) -> None:
+    """`prompts/get` naming an unknown prompt or leaving out a required argument is the client's
+    mistake: JSON-RPC 2.0 §5.1 -32602 Invalid params. The SDK raises a bare ValueError for both,
+    which protocol 2026-07-28 answers as -32603 Internal error (logging a traceback each time) and
+    the older revisions as code 0."""
+    name = params.get("name") if params is not None else None
+    prompt = next((prompt for prompt in prompts if prompt.name == name), None)
+    if prompt is None:
+        raise MCPError(code=INVALID_PARAMS, message="Unknown prompt.")
+    arguments = params.get("arguments") if params is not None else None
+    if arguments is not None and not isinstance(arguments, Mapping):
+        return  # the SDK's own validation answers -32602 for arguments of the wrong type
+    missing = [arg.name for arg in prompt.arguments or () if arg.required and arg.name not in (arguments or {})]
+    if missing:
+        raise MCPError(code=INVALID_PARAMS, message=f"Missing required arguments: {', '.join(missing)}.")
+
+
 def _with_scope_note(tool: Any) -> Any:
     if not isinstance(tool, Mapping) or not isinstance(tool.get("name"), str):
         return tool
@@ -415,13 +432,19 @@ def build_journal(db: Database, *, request_state_keys: Sequence[bytes | str] | N
     """
     journal = JournalService(db)
     keys = list(request_state_keys) if request_state_keys else [os.urandom(32)]
+
+    async def prompt_requests(ctx: ServerRequestContext[Any, Any], call_next: CallNext) -> HandlerResult:
+        if ctx.method == "prompts/get":
+            _check_prompt_request(await server.list_prompts(), ctx.params)
+        return await call_next(ctx)
+
     server = JournalServer(
         journal,
         name=SERVER_NAME,
         title="EpicMe Journal",
         instructions=INSTRUCTIONS,
         version=__version__,
-        middleware=[_principal_middleware],
+        middleware=[_principal_middleware, prompt_requests],
         request_state_security=RequestStateSecurity(keys=keys, bind_principal=_state_principal),
     )
     _add_entry_tools(server, journal)

@@ -6,6 +6,7 @@ the port may differ (RFC 8252 §7.3), because native apps pick a free port at ru
 
 from __future__ import annotations
 
+import re
 from urllib.parse import urlsplit
 
 from epicme.config import is_loopback_host
@@ -57,28 +58,32 @@ def check_redirect_uri(uri: object, *, allow_insecure_http: bool = False) -> str
     return uri
 
 
-def _loopback_key(uri: str) -> tuple[str, str, str, str] | None:
-    parts = urlsplit(uri)
-    if parts.scheme != "http" or not is_loopback_host(parts.hostname):
+# A loopback redirect URI taken apart as written: `http://` host, optional `:port`, then the rest.
+# The host has no `@` (no user information) and the rest is compared as a string, never parsed:
+# urlsplit forgives what a browser may read otherwise (it drops leading spaces and control
+# characters and removes tabs and newlines anywhere) and ignores a fragment, which is how
+# " http://127.0.0.1:1/callback" or "http://127.0.0.1:1/callback#x" used to pass for a variant.
+_LOOPBACK_URI = re.compile(
+    r"http://(?P<host>\[[0-9A-Fa-f:.]+\]|[A-Za-z0-9.-]+)(?::(?P<port>[0-9]{1,5}))?(?P<rest>[/?].*)?", re.DOTALL
+)
+
+
+def _loopback_parts(uri: str) -> tuple[str, str] | None:
+    """(host, everything after the port) of a loopback http URI; None for any other URI."""
+    match = _LOOPBACK_URI.fullmatch(uri)
+    if match is None or not is_loopback_host(match["host"]) or int(match["port"] or 0) > 65535:
         return None
-    return (parts.scheme, (parts.hostname or "").lower(), parts.path, parts.query)
+    return match["host"], match["rest"] or ""
 
 
 def is_loopback_redirect(uri: str) -> bool:
-    try:
-        return _loopback_key(uri) is not None
-    except ValueError:
-        return False
+    return _loopback_parts(uri) is not None
 
 
 def match_redirect_uri(presented: str, registered: list[str]) -> bool:
-    """Exact match, or a loopback URI that differs only in port (RFC 8252 §7.3)."""
+    """Exact match, or a loopback URI that differs only in port (RFC 8252 §7.3): the same text with
+    another port, or with a port where the registered URI has none."""
     if presented in registered:
         return True
-    try:
-        key = _loopback_key(presented)
-        if key is None:
-            return False
-        return any(_loopback_key(candidate) == key for candidate in registered)
-    except ValueError:
-        return False
+    parts = _loopback_parts(presented)
+    return parts is not None and any(_loopback_parts(candidate) == parts for candidate in registered)

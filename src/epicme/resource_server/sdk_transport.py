@@ -8,10 +8,10 @@ answer from `/mcp` is then either the gate's bearer challenge or a JSON-RPC 2.0 
   transport-security check's plain-text `400 Invalid Content-Type header` for a POST that is not
   JSON, and the empty `405` (GET) and `406` (Accept) of the 2026-07-28 protocol path, which also
   takes every `MCP-Protocol-Version` value it does not know.
-- A GET carrying `Last-Event-ID` (MCP streamable HTTP, Resumability and Redelivery): stateless HTTP
-  keeps no event store, and the SDK then returns without answering at all, which the ASGI server
-  turns into a 500. With nothing to replay, the header is dropped and the GET is served as any
-  other (a server MAY replay; it need not).
+- Every GET is `405` with `Allow: POST` (MCP streamable HTTP: a GET is answered with an event
+  stream or 405). EpicMe runs stateless, so a standalone stream could never carry a message; the
+  SDK would still open one on the older protocol revisions and hold the connection until the
+  client left, and with `Last-Event-ID` it did not answer at all (a 500).
 """
 
 from __future__ import annotations
@@ -21,6 +21,8 @@ from http import HTTPStatus
 
 from starlette.datastructures import Headers, MutableHeaders
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+from epicme.web.asgi import send_json
 
 INVALID_REQUEST = -32600
 
@@ -38,8 +40,10 @@ class SdkTransportGuard:
         if scope["type"] != "http" or scope["method"] == "HEAD":
             await self.app(scope, receive, send)
             return
-        if scope["method"] == "GET" and "last-event-id" in Headers(scope=scope):
-            scope = {**scope, "headers": [(k, v) for k, v in scope["headers"] if k.lower() != b"last-event-id"]}
+        if scope["method"] == "GET":
+            body = _jsonrpc_error(405, b"This server offers no standalone event stream; send requests with POST.")
+            await send_json(send, 405, body, [(b"allow", b"POST")])
+            return
         held: Message | None = None  # the start of an error answer that is not JSON, until its end
         text: list[bytes] = []
 

@@ -1,0 +1,1 @@
+"""The benchmark harness: processes, tokens, load generation and the report."""
