@@ -21,6 +21,7 @@ from sqlalchemy import Select, delete, func, insert, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncConnection
 
+from epicme.cache import ExpiringLRU
 from epicme.storage.database import Database
 from epicme.storage.schema import entries, entry_tags, tags, users
 
@@ -171,19 +172,30 @@ def _valid_id(value: int) -> bool:
     return 1 <= value <= _MAX_ID
 
 
+EMAIL_CACHE_SIZE: Final = 10_000
+EMAIL_CACHE_SECONDS: Final = 60
+
+
 class JournalService:
     """Per-user journal operations. `user_id` is the verified token's subject, never client input."""
 
     def __init__(self, db: Database, *, clock: Callable[[], int] | None = None) -> None:
         self._db = db
         self._clock = clock or (lambda: int(time.time()))
+        # whoami is the call clients make most, and an e-mail never changes here: a short-lived
+        # copy saves a store round trip per call. "" stands for "no such user" (external subjects).
+        self._emails: ExpiringLRU[str, str] = ExpiringLRU(EMAIL_CACHE_SIZE)
 
     # ---- users -----------------------------------------------------------------------------
 
     async def user_email(self, user_id: str) -> str | None:
-        async with self._db.read() as conn:
-            email = await conn.scalar(select(users.c.email).where(users.c.id == user_id))
-        return str(email) if email is not None else None
+        cached = self._emails.get(user_id)
+        if cached is None:
+            async with self._db.read() as conn:
+                email = await conn.scalar(select(users.c.email).where(users.c.id == user_id))
+            cached = str(email) if email is not None else ""
+            self._emails.put(user_id, cached, self._emails.now() + EMAIL_CACHE_SECONDS)
+        return cached or None
 
     # ---- entries ---------------------------------------------------------------------------
 

@@ -18,6 +18,7 @@ from __future__ import annotations
 import json
 import re
 from collections.abc import Callable
+from functools import lru_cache
 from typing import Any
 
 from mcp.server.auth.middleware.auth_context import auth_context_var
@@ -90,10 +91,13 @@ def _replay(body: bytes, receive: Receive) -> Receive:
     return replay
 
 
+@lru_cache(maxsize=1024)
 def _sdk_user(principal: Principal, issuer: str) -> AuthenticatedUser:
     # The SDK binds each stateful session to the (client_id, issuer, subject) that opened it and
     # refuses it to anyone else; it learns them from `scope["user"]`. The token itself is left
-    # out: the journal never needs it, and MCP forbids passing it through.
+    # out: the journal never needs it, and MCP forbids passing it through. Cached: a client's
+    # calls share one principal (the verifier caches it), and building the model costs more
+    # than the rest of the gate.
     return AuthenticatedUser(
         AccessToken(
             token="",

@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import base64
 import time
-from collections import OrderedDict
 from typing import Any, Protocol
 from urllib.parse import quote_plus
 
@@ -21,6 +20,7 @@ import httpx2
 import jwt
 from jwt import PyJWK
 
+from epicme.cache import ExpiringLRU
 from epicme.config import Settings
 from epicme.oauth.errors import clean_description
 from epicme.oauth.scopes import parse_scope
@@ -60,31 +60,12 @@ class TokenVerifier(Protocol):
         ...
 
 
-class PrincipalCache:
+class PrincipalCache(ExpiringLRU[str, Principal]):
     """Verified tokens, so a client's repeated calls cost a dict lookup. Bounded (least recently
     used goes first), keyed by the whole token, and never answers for a token past `until`."""
 
     def __init__(self, max_size: int = TOKEN_CACHE_SIZE, wall_clock: Clock = time.time) -> None:
-        self._entries: OrderedDict[str, tuple[Principal, float]] = OrderedDict()
-        self._max_size = max_size
-        self._wall_clock = wall_clock
-
-    def get(self, token: str) -> Principal | None:
-        entry = self._entries.get(token)
-        if entry is None:
-            return None
-        principal, until = entry
-        if self._wall_clock() >= until:
-            del self._entries[token]
-            return None
-        self._entries.move_to_end(token)
-        return principal
-
-    def put(self, token: str, principal: Principal, until: float) -> None:
-        self._entries[token] = (principal, until)
-        self._entries.move_to_end(token)
-        while len(self._entries) > self._max_size:
-            self._entries.popitem(last=False)
+        super().__init__(max_size, wall_clock)
 
 
 def principal_from_claims(claims: dict[str, Any]) -> Principal:

@@ -77,8 +77,12 @@ class Database:
         async_url, self.dialect, pg_schema = build_async_url(url)
         self.url = url
         # hide_parameters: error messages must never carry the values of a query (hashes, e-mails).
-        kwargs: dict[str, Any] = {"pool_pre_ping": True, "hide_parameters": True}
+        kwargs: dict[str, Any] = {"hide_parameters": True}
         if self.dialect == "postgresql":
+            # A server restart kills pooled connections; a ping on checkout replaces them, so the
+            # first request after an outage succeeds. A SQLite file cannot go away like that, and
+            # the ping would cost a thread hop per query.
+            kwargs["pool_pre_ping"] = True
             kwargs.update(pool_size=pool_size, max_overflow=pool_size, pool_timeout=10, pool_recycle=1800)
             connect_args: dict[str, Any] = {"timeout": 5, "command_timeout": 30}
             if pg_schema:
