@@ -11,6 +11,7 @@ from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
 import uvicorn
+from mcp.server.streamable_http_manager import StreamableHTTPASGIApp
 from mcp.server.transport_security import TransportSecuritySettings
 from starlette.applications import Starlette
 from starlette.types import ASGIApp
@@ -36,7 +37,7 @@ async def build_mcp_server(settings: Settings, db: Database) -> Starlette:
     # Every replica seals and opens multi-round call state with the same key, kept in the store.
     state_key = await load_or_create_secret(db, "journal-request-state")
     journal = build_journal(db, request_state_keys=[state_key])
-    sdk_app = journal.streamable_http_app(
+    journal.streamable_http_app(
         # Stateless with JSON responses: any replica can answer any request (no session affinity).
         stateless_http=True,
         json_response=True,
@@ -45,6 +46,9 @@ async def build_mcp_server(settings: Settings, db: Database) -> Starlette:
         transport_security=TransportSecuritySettings(enable_dns_rebinding_protection=False),
         max_request_body_size=settings.max_body_bytes,
     )
+    # Only the transport itself: the SDK wraps it in a Starlette app of its own (router, error
+    # middleware), which would run a second time inside ours on every call.
+    sdk_app = StreamableHTTPASGIApp(journal.session_manager)
     # JSON-RPC 2.0 §5.1: a body that is not JSON, or not a JSON-RPC message, gets its own short error.
     # And where the SDK's transport would answer outside JSON-RPC, or not at all, a JSON-RPC error.
     # A tool that met a store outage answers 503 over HTTP, not 200 with a tool error.

@@ -238,3 +238,20 @@ def test_loopback_redirect_uri_may_differ_only_in_port(fuzz: Fuzzer) -> None:
     )
     check_authorize(fuzz, reply, system.public_client_id, "fuzz-state")
     assert reply.status == 200, reply.describe()  # the consent page: a loopback client is asked each time
+
+
+def test_prompt_with_an_unknown_argument_is_invalid_params(fuzz: Fuzzer) -> None:
+    """Found: `prompts/get suggest_tags` with an argument the prompt does not take (here "") was
+    JSON-RPC error 0, "Error rendering prompt": the SDK passed it on to the prompt function."""
+    body = {
+        "jsonrpc": "2.0",
+        "id": 0,
+        "method": "prompts/get",
+        "params": {"name": "suggest_tags", "arguments": {"entryId": "1", "": ""}},
+    }
+    headers = [*_bearer(fuzz), ("Accept", "application/json, text/event-stream"), ("Content-Type", "application/json")]
+    reply = fuzz.send(
+        "regression", "POST", fuzz.system.mcp_url, headers=headers, content=json.dumps(body).encode(), generated=False
+    )
+    invariants.mcp_response(reply)
+    assert reply.json()["error"] == {"code": -32602, "message": "Unknown arguments: ''."}, reply.describe()

@@ -279,8 +279,11 @@ async def test_deeply_nested_body_is_passed_on_not_a_500(rs: ResourceServer) -> 
     assert (await rs.post_mcp(body, rs.token())).status_code == 200
 
 
-async def test_unpaired_surrogate_in_a_scope_name_is_a_clean_403(rs: ResourceServer) -> None:
+async def test_unpaired_surrogate_is_left_to_the_json_rpc_layer(rs: ResourceServer) -> None:
+    """The gate parses bodies exactly as the MCP SDK does (pydantic_core), so the two can never
+    disagree about which tool a body calls. An unpaired surrogate is not JSON to either: the gate
+    has no scope to demand and passes the authenticated request on, where the JSON-RPC layer
+    answers -32700 (tests/security/test_attacks_transport.py)."""
     response = await rs.post_mcp(tool_call("echo_scope", scope="a\ud800b"), rs.token())
-    assert response.status_code == 403
-    assert response.json()["scope"] == "a?b"
-    assert response.headers["www-authenticate"].endswith('scope="a?b"')
+    assert response.status_code == 200
+    assert "www-authenticate" not in response.headers

@@ -140,10 +140,10 @@ async def _principal_middleware(ctx: ServerRequestContext[Any, Any], call_next: 
 
 
 def _check_prompt_request(prompts: Sequence[Any], params: Mapping[str, Any] | None) -> None:
-    """`prompts/get` naming an unknown prompt or leaving out a required argument is the client's
-    mistake: JSON-RPC 2.0 §5.1 -32602 Invalid params. The SDK raises a bare ValueError for both,
-    which protocol 2026-07-28 answers as -32603 Internal error (logging a traceback each time) and
-    the older revisions as code 0."""
+    """`prompts/get` naming an unknown prompt, leaving out a required argument or passing one the
+    prompt does not take is the client's mistake: JSON-RPC 2.0 §5.1 -32602 Invalid params. The SDK
+    raises a bare ValueError for the first two, which protocol 2026-07-28 answers as -32603 Internal
+    error (logging a traceback each time) and the older revisions as code 0."""
     name = params.get("name") if params is not None else None
     prompt = next((prompt for prompt in prompts if prompt.name == name), None)
     if prompt is None:
@@ -154,6 +154,11 @@ def _check_prompt_request(prompts: Sequence[Any], params: Mapping[str, Any] | No
     missing = [arg.name for arg in prompt.arguments or () if arg.required and arg.name not in (arguments or {})]
     if missing:
         raise MCPError(code=INVALID_PARAMS, message=f"Missing required arguments: {', '.join(missing)}.")
+    known = {arg.name for arg in prompt.arguments or ()}
+    unknown = sorted(str(name) for name in (arguments or {}) if name not in known)
+    if unknown:
+        # The SDK would pass them on to the prompt function, which fails with "Error rendering prompt".
+        raise MCPError(code=INVALID_PARAMS, message=f"Unknown arguments: {', '.join(map(repr, unknown))}.")
 
 
 def _with_scope_note(tool: Any) -> Any:

@@ -15,12 +15,12 @@ A pure ASGI middleware. In order:
 
 from __future__ import annotations
 
-import json
 import re
 from collections.abc import Callable
 from functools import lru_cache
 from typing import Any
 
+import pydantic_core
 from mcp.server.auth.middleware.auth_context import auth_context_var
 from mcp.server.auth.middleware.bearer_auth import AuthenticatedUser
 from mcp.server.auth.provider import AccessToken
@@ -33,7 +33,7 @@ from epicme.config import Settings
 from epicme.oauth.scopes import format_scope, has_scopes
 from epicme.resource_server import challenge
 from epicme.resource_server.origins import HostPolicy, OriginPolicy
-from epicme.resource_server.principal import PRINCIPAL_SCOPE_KEY, Principal, current_principal
+from epicme.resource_server.principal import PARSED_BODY_SCOPE_KEY, PRINCIPAL_SCOPE_KEY, Principal, current_principal
 from epicme.resource_server.verifier import TokenInvalid, TokenVerifier
 
 # What a JSON-RPC message needs: a set of scopes (maybe empty), or None when the gate has no
@@ -157,7 +157,7 @@ class BearerGate:
             if body is None:
                 return
             receive = _replay(body, receive)
-            required = self._requirements(body)
+            required = self._requirements(body, scope)
             # MCP authorization: scope hierarchies count (write implies read; has_scopes knows).
             if required and not has_scopes(principal.scopes, required):
                 description = f"This request needs the scopes: {format_scope(sorted(required))}."
@@ -198,12 +198,14 @@ class BearerGate:
             await challenge.invalid_token(self._settings, exc.description).to_response()(scope, receive, send)
             return None
 
-    def _requirements(self, body: bytes) -> frozenset[str]:
+    def _requirements(self, body: bytes, scope: Scope) -> frozenset[str]:
         """Every scope the body's messages need; a batch needs the union of its messages'."""
         try:
-            parsed = json.loads(body)
-        except (ValueError, RecursionError):
+            parsed = pydantic_core.from_json(body)
+        except ValueError:
             return frozenset()
+        # Parsed once: the layers below read it from here instead of parsing the body again.
+        scope[PARSED_BODY_SCOPE_KEY] = parsed
         messages = parsed if isinstance(parsed, list) else [parsed]
         needed: set[str] = set()
         for message in messages:

@@ -21,6 +21,8 @@ from starlette.datastructures import Headers
 from starlette.responses import JSONResponse
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from epicme.resource_server.principal import PARSED_BODY_SCOPE_KEY
+
 PARSE_ERROR = -32700
 INVALID_REQUEST = -32600
 NOT_JSON = "Parse error: the body could not be read as JSON."
@@ -56,11 +58,14 @@ class JsonRpcErrors:
             if not received.get("more_body", False):
                 break
         body = b"".join(chunks)
-        try:
-            parsed = pydantic_core.from_json(body)
-        except ValueError:
-            await jsonrpc_error(PARSE_ERROR, NOT_JSON)(scope, receive, send)
-            return
+        if PARSED_BODY_SCOPE_KEY in scope:
+            parsed = scope[PARSED_BODY_SCOPE_KEY]  # the gate parsed it already
+        else:
+            try:
+                parsed = pydantic_core.from_json(body)
+            except ValueError:
+                await jsonrpc_error(PARSE_ERROR, NOT_JSON)(scope, receive, send)
+                return
         try:
             message = jsonrpc_message_adapter.validate_python(parsed, by_name=False)
         except ValidationError:

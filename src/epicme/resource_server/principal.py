@@ -10,6 +10,8 @@ from contextvars import ContextVar
 from dataclasses import dataclass
 
 PRINCIPAL_SCOPE_KEY = "epicme.principal"
+# The POST body as the gate parsed it (JSON), so the layers after it need not parse it again.
+PARSED_BODY_SCOPE_KEY = "epicme.parsed_body"
 
 
 @dataclass(frozen=True)
