@@ -26,7 +26,7 @@ from starlette.middleware import Middleware
 from starlette.requests import Request
 from starlette.responses import PlainTextResponse, Response
 from starlette.routing import Route
-from starlette.types import ASGIApp
+from starlette.types import ASGIApp, Receive, Scope, Send
 
 from epicme.config import Settings
 from epicme.resource_server.as_metadata_proxy import (
@@ -98,6 +98,21 @@ async def _upstream_unavailable(request: Request, exc: Exception) -> Response:
     return exc.to_response()
 
 
+class FastPath:
+    """Sends one exact path straight to its endpoint; everything else to the app."""
+
+    def __init__(self, app: ASGIApp, *, path: str, endpoint: ASGIApp) -> None:
+        self.app = app
+        self.path = path
+        self.endpoint = endpoint
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] == "http" and scope["path"] == self.path:
+            await self.endpoint(scope, receive, send)
+        else:
+            await self.app(scope, receive, send)
+
+
 def build_resource_app(
     settings: Settings,
     *,
@@ -141,6 +156,9 @@ def build_resource_app(
             Middleware(CorsMiddleware, policy=build_cors_policy(settings)),
             Middleware(CatchAllMiddleware),
             Middleware(BodyLimitMiddleware, max_bytes=settings.max_body_bytes),
+            # /mcp carries nearly every request: it goes straight to the gate, past Starlette's
+            # router and exception middleware (the gate answers every error itself).
+            Middleware(FastPath, path=MCP_PATH, endpoint=gate),
         ],
         exception_handlers={
             HTTPException: _http_exception,

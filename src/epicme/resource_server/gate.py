@@ -34,6 +34,7 @@ from epicme.oauth.scopes import format_scope, has_scopes
 from epicme.resource_server import challenge
 from epicme.resource_server.origins import HostPolicy, OriginPolicy
 from epicme.resource_server.principal import PARSED_BODY_SCOPE_KEY, PRINCIPAL_SCOPE_KEY, Principal, current_principal
+from epicme.resource_server.upstream import UpstreamUnavailable
 from epicme.resource_server.verifier import TokenInvalid, TokenVerifier
 
 # What a JSON-RPC message needs: a set of scopes (maybe empty), or None when the gate has no
@@ -196,6 +197,10 @@ class BearerGate:
         except TokenInvalid as exc:
             # MCP authorization, Token Handling: invalid or expired tokens MUST receive a 401.
             await challenge.invalid_token(self._settings, exc.description).to_response()(scope, receive, send)
+            return None
+        except UpstreamUnavailable as exc:
+            # No keys to check the token with: the authorization server is down, not the token bad.
+            await exc.to_response()(scope, receive, send)
             return None
 
     def _requirements(self, body: bytes, scope: Scope) -> frozenset[str]:

@@ -66,6 +66,9 @@ class JsonRpcErrors:
             except ValueError:
                 await jsonrpc_error(PARSE_ERROR, NOT_JSON)(scope, receive, send)
                 return
+        if _is_plain_request(parsed):
+            await self.app(scope, _replaying(body, receive), send)
+            return
         try:
             message = jsonrpc_message_adapter.validate_python(parsed, by_name=False)
         except ValidationError:
@@ -77,13 +80,37 @@ class JsonRpcErrors:
             # request, which the SDK would silently take for a notification and never answer.
             await jsonrpc_error(INVALID_REQUEST, NOT_A_MESSAGE)(scope, receive, send)
             return
-        replayed = False
+        await self.app(scope, _replaying(body, receive), send)
 
-        async def replay() -> Message:
-            nonlocal replayed
-            if not replayed:
-                replayed = True
-                return {"type": "http.request", "body": body, "more_body": False}
-            return await receive()
 
-        await self.app(scope, replay, send)
+_REQUEST_KEYS = frozenset({"jsonrpc", "id", "method", "params"})
+
+
+def _is_plain_request(parsed: object) -> bool:
+    """The shape nearly every call has (JSON-RPC 2.0 §4: a string method, a string or integer id,
+    object params), which the SDK's validator surely accepts: checked by hand, it skips the
+    validator's cost on the hot path. Anything else goes through the full validation."""
+    if not isinstance(parsed, dict) or parsed.keys() - _REQUEST_KEYS or parsed.get("jsonrpc") != "2.0":
+        return False
+    request_id = parsed.get("id")
+    return (
+        isinstance(parsed.get("method"), str)
+        and (
+            isinstance(request_id, str)
+            or (isinstance(request_id, int) and not isinstance(request_id, bool) and abs(request_id) < 2**53)
+        )
+        and isinstance(parsed.get("params", {}), dict)
+    )
+
+
+def _replaying(body: bytes, receive: Receive) -> Receive:
+    replayed = False
+
+    async def replay() -> Message:
+        nonlocal replayed
+        if not replayed:
+            replayed = True
+            return {"type": "http.request", "body": body, "more_body": False}
+        return await receive()
+
+    return replay

@@ -59,6 +59,11 @@ class CatchAllMiddleware:
 
         try:
             await self.app(scope, receive, tracking_send)
+        except StoreUnavailable as exc:
+            # Raised past every handler (say, by an app mounted without Starlette's): still a 503.
+            log.warning("store unavailable during %s %s: %s", scope.get("method"), scope.get("path"), exc)
+            if not started:
+                await send_json(send, 503, _STORE_DOWN, [(b"retry-after", str(STORE_RETRY_AFTER_SECONDS).encode())])
         except Exception:
             # The path only: a query string could carry something secret.
             log.exception("unexpected error during %s %s", scope.get("method"), scope.get("path"))
