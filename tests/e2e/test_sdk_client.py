@@ -9,6 +9,7 @@ import jwt
 
 from tests.e2e.conftest import ALICE, BOB, System, SystemFactory
 from tests.e2e.sdk_client import MemoryStorage, ScriptedUser, connect
+from tests.support.journal import JOURNAL_TOOLS
 
 
 def _structured(result: object) -> dict[str, object]:
@@ -22,20 +23,7 @@ async def test_sdk_client_discovers_authorizes_and_uses_the_journal(system: Syst
     storage = MemoryStorage()
     async with connect(system.mcp_url, user, storage) as client:
         tools = {tool.name for tool in (await client.list_tools()).tools}
-        assert tools == {
-            "whoami",
-            "create_entry",
-            "get_entry",
-            "list_entries",
-            "update_entry",
-            "delete_entry",
-            "create_tag",
-            "get_tag",
-            "list_tags",
-            "update_tag",
-            "delete_tag",
-            "add_tag_to_entry",
-        }
+        assert tools == JOURNAL_TOOLS
         me = _structured(await client.call_tool("whoami", {}))
         assert me["email"] == ALICE[0]
         assert len(user.authorization_urls) == 1

@@ -48,22 +48,6 @@ COMPLETE_AUTHORIZATION = CLIENTS_DIR / "complete_authorization.py"
 # What clients/ts_sdk_client.mjs creates; it is fixed there so the script keeps its two-argument contract.
 TS_SDK_ENTRY_TITLE = "Written by the MCP TypeScript SDK"
 
-EXPECTED_TOOLS = frozenset(
-    {
-        "whoami",
-        "create_entry",
-        "get_entry",
-        "list_entries",
-        "update_entry",
-        "delete_entry",
-        "create_tag",
-        "get_tag",
-        "list_tags",
-        "update_tag",
-        "delete_tag",
-        "add_tag_to_entry",
-    }
-)
 # Variables that make xdg-open look for a desktop (and a real browser) instead of `BROWSER`.
 DESKTOP_VARIABLES = (
     "DISPLAY",

@@ -35,7 +35,6 @@ from epicme.storage import users
 from epicme.storage.database import Database
 from tests.interop.node_clients import (
     DESKTOP_VARIABLES,
-    EXPECTED_TOOLS,
     TS_SDK_ENTRY_TITLE,
     InteractiveNodeProcess,
     ScriptedUser,
@@ -50,6 +49,7 @@ from tests.interop.node_clients import (
 )
 from tests.interop.support import ensure_node_modules, package_bin
 from tests.support.browser import redirect_params
+from tests.support.journal import JOURNAL_TOOLS as EXPECTED_TOOLS
 from tests.support.servers import free_port
 
 EMAIL = "alice@example.com"

@@ -34,26 +34,13 @@ from epicme.storage.database import Database
 from tests.e2e.sdk_client import MemoryStorage, connect
 from tests.interop.oidc_driver import OidcProvider, OidcUser, authorize, obtain_token
 from tests.interop.support import INTEROP_DIR, NodeProcess, ensure_node_modules, unavailable
+from tests.support.journal import JOURNAL_TOOLS
 from tests.support.servers import LiveServer, free_port
 
 EPICME_SCOPES = "user:read entries:read entries:write tags:read tags:write"
 BASELINE_SCOPE = "user:read entries:read tags:read"
 # A second resource oidc-provider issues tokens for, so the test holds a genuine token for another audience.
 OTHER_RESOURCE = "http://127.0.0.1:1/other"
-JOURNAL_TOOLS = {
-    "whoami",
-    "create_entry",
-    "get_entry",
-    "list_entries",
-    "update_entry",
-    "delete_entry",
-    "create_tag",
-    "get_tag",
-    "list_tags",
-    "update_tag",
-    "delete_tag",
-    "add_tag_to_entry",
-}
 INITIALIZE = {
     "jsonrpc": "2.0",
     "id": 1,

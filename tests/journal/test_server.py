@@ -28,21 +28,8 @@ from epicme.journal.service import JournalService
 from epicme.oauth.scopes import ALL_SCOPES, BASELINE_SCOPES
 from epicme.resource_server.principal import PRINCIPAL_SCOPE_KEY, Principal, current_principal
 from epicme.storage.database import Database
+from tests.support.journal import JOURNAL_TOOLS as ALL_TOOLS
 
-ALL_TOOLS = {
-    "whoami",
-    "create_entry",
-    "get_entry",
-    "list_entries",
-    "update_entry",
-    "delete_entry",
-    "create_tag",
-    "get_tag",
-    "list_tags",
-    "update_tag",
-    "delete_tag",
-    "add_tag_to_entry",
-}
 MODES = ["auto", "legacy"]  # 2026-07-28 (asks via InputRequiredResult) and 2025-11-25 (asks mid-call)
 
 
