@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from typing import Any
 
@@ -105,9 +106,9 @@ async def start_auth_server(db: Database, **overrides: Any) -> AuthServer:
     return AuthServer(settings, ctx, server, http, Browser(server.url))
 
 
-@pytest.fixture
-async def auth_server(db: Database) -> AsyncIterator[AuthServer]:
-    """Runs once per store backend."""
+@asynccontextmanager
+async def signed_up_auth_server(db: Database) -> AsyncIterator[AuthServer]:
+    """A running authorization server over `db`, with the test user signed up."""
     await users.create_user(db, USER_EMAIL, hash_password(USER_PASSWORD))
     server = await start_auth_server(db)
     try:
@@ -120,14 +121,14 @@ async def auth_server(db: Database) -> AsyncIterator[AuthServer]:
 
 
 @pytest.fixture
+async def auth_server(db: Database) -> AsyncIterator[AuthServer]:
+    """Runs once per store backend."""
+    async with signed_up_auth_server(db) as server:
+        yield server
+
+
+@pytest.fixture
 async def sqlite_auth_server(sqlite_db: Database) -> AsyncIterator[AuthServer]:
     """SQLite only: for the many endpoint tests whose logic does not depend on the backend."""
-    await users.create_user(sqlite_db, USER_EMAIL, hash_password(USER_PASSWORD))
-    server = await start_auth_server(sqlite_db)
-    try:
+    async with signed_up_auth_server(sqlite_db) as server:
         yield server
-    finally:
-        await server.http.aclose()
-        await server.browser.aclose()
-        await server.server.stop()
-        await server.ctx.clients.aclose()
