@@ -8,6 +8,9 @@ import json
 import httpx2
 import pytest
 
+from epicme.resource_server.gate import bearer_token
+from epicme.resource_server.verifier import TokenInvalid
+
 from .conftest import ResourceServer, StartResourceServer
 from .fakes import tool_call
 
@@ -82,6 +85,28 @@ async def test_malformed_bearer_is_invalid_token(rs: ResourceServer, authorizati
 async def test_scheme_is_case_insensitive(rs: ResourceServer) -> None:
     response = await rs.client.post("/mcp", json=PING, headers={"Authorization": "bEaReR " + rs.token()})
     assert response.status_code == 200
+
+
+@pytest.mark.parametrize(
+    ("authorization", "expected"),
+    [
+        ("Bearer abc.DEF-_~+/==", "abc.DEF-_~+/=="),
+        ("bearer   abc", "abc"),  # 1*SP
+        ("  Bearer abc  ", "abc"),
+        ("Bearer\tabc", None),  # not the Bearer scheme: SP only
+        ("Bearerabc", None),
+        ("Basic abc", None),
+        (None, None),
+    ],
+)
+def test_bearer_token_parsing(authorization: str | None, expected: str | None) -> None:
+    assert bearer_token(authorization) == expected
+
+
+@pytest.mark.parametrize("authorization", ["Bearer", "Bearer ", "Bearer a=b", "Bearer é", "Bearer a\tb"])
+def test_bearer_token_rejects_what_is_not_a_b64token(authorization: str) -> None:
+    with pytest.raises(TokenInvalid):
+        bearer_token(authorization)
 
 
 async def test_two_authorization_headers_are_invalid_request(rs: ResourceServer) -> None:

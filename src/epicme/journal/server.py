@@ -16,6 +16,7 @@ import json
 import os
 from collections.abc import Awaitable, Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
+from types import TracebackType
 from typing import Annotated, Any, Final
 
 from mcp.server.context import CallNext, HandlerResult, ServerRequestContext
@@ -115,27 +116,24 @@ def _check(principal: Principal | None, scopes: Sequence[str]) -> Principal:
 
 def require_principal(ctx: Context[Any, Any], *scopes: str) -> Principal:
     """The verified caller, if their token grants `scopes`; otherwise an MCP error (never a result)."""
-    try:
-        request_context: ServerRequestContext[Any, Any] | None = ctx.request_context
-    except ValueError:  # a Context built outside a request
-        request_context = None
-    return _check(principal_from_request(request_context), scopes)
+    # Within a request the journal's middleware has lifted the caller into `current_principal`
+    # already, which is cheaper to read than the SDK's Context (a pydantic model).
+    principal = current_principal.get()
+    if principal is None:
+        try:
+            request_context: ServerRequestContext[Any, Any] | None = ctx.request_context
+        except ValueError:  # a Context built outside a request
+            request_context = None
+        principal = principal_from_request(request_context)
+    return _check(principal, scopes)
 
 
-async def _principal_middleware(ctx: ServerRequestContext[Any, Any], call_next: CallNext) -> HandlerResult:
-    """Expose the caller as `current_principal` during the request, and say in `tools/list` which
-    scope each tool needs."""
-    principal = principal_from_request(ctx)
-    token = current_principal.set(principal)
-    try:
-        result = await call_next(ctx)
-    finally:
-        current_principal.reset(token)
-    if ctx.method == "tools/list" and isinstance(result, dict) and isinstance(result.get("tools"), list):
-        # Every tool is listed, whatever the token allows: a client (or its model) can only call a
-        # tool it has seen, and calling one it lacks the scope for is what starts the step-up
-        # authorization (MCP authorization, Step-Up Authorization Flow).
-        result = {**result, "tools": [_with_scope_note(tool) for tool in result["tools"]]}
+def _noting_scopes(method: str, result: HandlerResult) -> HandlerResult:
+    """`tools/list` says which scope each tool needs. Every tool is listed, whatever the token
+    allows: a client (or its model) can only call a tool it has seen, and calling one it lacks the
+    scope for is what starts the step-up authorization (MCP authorization, Step-Up Authorization Flow)."""
+    if method == "tools/list" and isinstance(result, dict) and isinstance(result.get("tools"), list):
+        return {**result, "tools": [_with_scope_note(tool) for tool in result["tools"]]}
     return result
 
 
@@ -297,17 +295,23 @@ _CLEARABLE = " Omit to leave unchanged; an empty string clears it."
 # ---- error translation ---------------------------------------------------------------------------
 
 
-@contextmanager
-def _tool_errors() -> Iterator[None]:
+class _ToolErrors:
     """Domain errors become tool results with isError and the message; anything else stays a crash,
-    which the SDK reports without its text."""
-    try:
-        yield
-    except JournalError as exc:
-        raise ToolError(str(exc)) from None
-    except StoreUnavailable:
-        report_store_outage()
-        raise ToolError(_STORE_DOWN) from None
+    which the SDK reports without its text. A class, not a @contextmanager: every tool call enters
+    it, and a generator-based one costs several times more."""
+
+    def __enter__(self) -> None:
+        return None
+
+    def __exit__(self, kind: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None) -> None:
+        if isinstance(exc, JournalError):
+            raise ToolError(str(exc)) from None
+        if isinstance(exc, StoreUnavailable):
+            report_store_outage()
+            raise ToolError(_STORE_DOWN) from None
+
+
+_tool_errors = _ToolErrors
 
 
 @contextmanager
@@ -438,10 +442,18 @@ def build_journal(db: Database, *, request_state_keys: Sequence[bytes | str] | N
     journal = JournalService(db)
     keys = list(request_state_keys) if request_state_keys else [os.urandom(32)]
 
-    async def prompt_requests(ctx: ServerRequestContext[Any, Any], call_next: CallNext) -> HandlerResult:
+    async def middleware(ctx: ServerRequestContext[Any, Any], call_next: CallNext) -> HandlerResult:
+        """The journal's one middleware (one: each layer costs every request an await). It checks
+        `prompts/get` requests, exposes the caller as `current_principal` while the request runs
+        (for handlers the SDK calls without a Context), and notes scopes in `tools/list`."""
         if ctx.method == "prompts/get":
             _check_prompt_request(await server.list_prompts(), ctx.params)
-        return await call_next(ctx)
+        token = current_principal.set(principal_from_request(ctx))
+        try:
+            result = await call_next(ctx)
+        finally:
+            current_principal.reset(token)
+        return _noting_scopes(ctx.method, result)
 
     server = JournalServer(
         journal,
@@ -449,7 +461,7 @@ def build_journal(db: Database, *, request_state_keys: Sequence[bytes | str] | N
         title="EpicMe Journal",
         instructions=INSTRUCTIONS,
         version=__version__,
-        middleware=[_principal_middleware, prompt_requests],
+        middleware=[middleware],
         request_state_security=RequestStateSecurity(keys=keys, bind_principal=_state_principal),
     )
     _add_entry_tools(server, journal)
@@ -643,7 +655,7 @@ def _json(model: BaseModel) -> str:
 
 def _add_resources(server: MCPServer[Any], journal: JournalService) -> None:
     # Static resources get no Context from the SDK: they read the caller from `current_principal`,
-    # which `_principal_middleware` has set for this request.
+    # which the journal's middleware has set for this request.
 
     @server.resource(CURRENT_USER_URI, name="current_user", title="Current user", mime_type="application/json")
     async def current_user() -> str:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Iterable
+from functools import lru_cache
 
 USER_READ = "user:read"
 ENTRIES_READ = "entries:read"
@@ -52,6 +53,17 @@ def is_valid_scope_token(scope: str) -> bool:
 
 def effective_scopes(granted: Iterable[str]) -> frozenset[str]:
     """Granted scopes plus those they imply."""
+    if isinstance(granted, frozenset):
+        return _expand_frozen(granted)  # a token's scopes: the same few sets, asked on every call
+    return _expand(granted)
+
+
+@lru_cache(maxsize=256)
+def _expand_frozen(granted: frozenset[str]) -> frozenset[str]:
+    return _expand(granted)
+
+
+def _expand(granted: Iterable[str]) -> frozenset[str]:
     result = set(granted)
     for scope in list(result):
         result.update(IMPLIED.get(scope, ()))

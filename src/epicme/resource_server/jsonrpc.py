@@ -14,14 +14,16 @@ unchanged. A body that is not declared as JSON is left to the SDK's 415.
 
 from __future__ import annotations
 
+from typing import Any
+
 import pydantic_core
 from mcp_types import JSONRPCNotification, jsonrpc_message_adapter
 from pydantic import ValidationError
-from starlette.datastructures import Headers
 from starlette.responses import JSONResponse
-from starlette.types import ASGIApp, Message, Receive, Scope, Send
+from starlette.types import ASGIApp, Receive, Scope, Send
 
 from epicme.resource_server.principal import PARSED_BODY_SCOPE_KEY
+from epicme.web.asgi import header, read_body, replaying
 
 PARSE_ERROR = -32700
 INVALID_REQUEST = -32600
@@ -34,9 +36,9 @@ def jsonrpc_error(code: int, message: str) -> JSONResponse:
     return JSONResponse(body, status_code=400, headers={"Cache-Control": "no-store"})
 
 
-def _declares_json(headers: Headers) -> bool:
+def _declares_json(scope: Scope) -> bool:
     # The SDK's own test of the Content-Type, so both agree on which bodies are JSON.
-    media_types = headers.get("content-type", "").split(";")[0].split(",")
+    media_types = (header(scope, b"content-type") or "").split(";")[0].split(",")
     return any(part.strip() == "application/json" for part in media_types)
 
 
@@ -45,42 +47,38 @@ class JsonRpcErrors:
         self.app = app
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] != "http" or scope["method"] != "POST" or not _declares_json(Headers(scope=scope)):
+        if scope["type"] != "http" or scope["method"] != "POST" or not _declares_json(scope):
             await self.app(scope, receive, send)
             return
-        # Already bounded by the body limit and buffered by the layers above: reading it is cheap.
-        chunks: list[bytes] = []
-        while True:
-            received = await receive()
-            if received["type"] == "http.disconnect":
-                return
-            chunks.append(received.get("body", b""))
-            if not received.get("more_body", False):
-                break
-        body = b"".join(chunks)
         if PARSED_BODY_SCOPE_KEY in scope:
-            parsed = scope[PARSED_BODY_SCOPE_KEY]  # the gate parsed it already
+            parsed = scope[PARSED_BODY_SCOPE_KEY]  # the gate parsed it, and left it unread for the app
         else:
+            # Already bounded by the body limit and buffered by the layers above: reading it is cheap.
+            body = await read_body(receive)
+            if body is None:
+                return
+            receive = replaying(body, receive)
             try:
                 parsed = pydantic_core.from_json(body)
             except ValueError:
                 await jsonrpc_error(PARSE_ERROR, NOT_JSON)(scope, receive, send)
                 return
-        if _is_plain_request(parsed):
-            await self.app(scope, _replaying(body, receive), send)
-            return
-        try:
-            message = jsonrpc_message_adapter.validate_python(parsed, by_name=False)
-        except ValidationError:
+        if not _is_plain_request(parsed) and not _is_valid_message(parsed):
             await jsonrpc_error(INVALID_REQUEST, NOT_A_MESSAGE)(scope, receive, send)
             return
-        if isinstance(message, JSONRPCNotification) and "id" in parsed:
-            # JSON-RPC 2.0 §4.1: a notification has no `id` member. One whose id the SDK could not
-            # read (null, a boolean, an object: MCP allows only strings and integers) is a broken
-            # request, which the SDK would silently take for a notification and never answer.
-            await jsonrpc_error(INVALID_REQUEST, NOT_A_MESSAGE)(scope, receive, send)
-            return
-        await self.app(scope, _replaying(body, receive), send)
+        await self.app(scope, receive, send)
+
+
+def _is_valid_message(parsed: Any) -> bool:
+    """Validates as the SDK will."""
+    try:
+        message = jsonrpc_message_adapter.validate_python(parsed, by_name=False)
+    except ValidationError:
+        return False
+    # JSON-RPC 2.0 §4.1: a notification has no `id` member. One whose id the SDK could not read
+    # (null, a boolean, an object: MCP allows only strings and integers) is a broken request,
+    # which the SDK would silently take for a notification and never answer.
+    return not (isinstance(message, JSONRPCNotification) and "id" in parsed)
 
 
 _REQUEST_KEYS = frozenset({"jsonrpc", "id", "method", "params"})
@@ -101,16 +99,3 @@ def _is_plain_request(parsed: object) -> bool:
         )
         and isinstance(parsed.get("params", {}), dict)
     )
-
-
-def _replaying(body: bytes, receive: Receive) -> Receive:
-    replayed = False
-
-    async def replay() -> Message:
-        nonlocal replayed
-        if not replayed:
-            replayed = True
-            return {"type": "http.request", "body": body, "more_body": False}
-        return await receive()
-
-    return replay

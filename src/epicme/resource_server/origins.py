@@ -11,11 +11,16 @@ the gate will accept.
 from __future__ import annotations
 
 from collections.abc import Iterable
+from functools import lru_cache
 from urllib.parse import urlsplit
 
 from epicme.config import Settings, is_loopback_host
 
 _DEFAULT_PORTS = {"http": 80, "https": 443}
+# Every request asks both policies about the same few header values; parsing them (urlsplit, an IP
+# address) costs more than the rest of the gate. Decisions are remembered, in a bounded cache, so
+# a client sending a new value each time costs memory no more than this.
+DECISION_CACHE_SIZE = 256
 
 
 def normalize_origin(origin: str) -> str | None:
@@ -46,6 +51,7 @@ class OriginPolicy:
     def __init__(self, allowed: Iterable[str], *, allow_loopback: bool) -> None:
         self._allowed = frozenset(n for n in (normalize_origin(o) for o in allowed) if n is not None)
         self._allow_loopback = allow_loopback
+        self._decide = lru_cache(maxsize=DECISION_CACHE_SIZE)(self._is_allowed)
 
     @classmethod
     def from_settings(cls, settings: Settings) -> OriginPolicy:
@@ -54,6 +60,9 @@ class OriginPolicy:
         return cls(allowed, allow_loopback=settings.allow_loopback_origins)
 
     def is_allowed(self, origin: str) -> bool:
+        return self._decide(origin)
+
+    def _is_allowed(self, origin: str) -> bool:
         normalized = normalize_origin(origin)
         if normalized is None:
             return False
@@ -86,8 +95,12 @@ class HostPolicy:
         expected = urlsplit(resource_url).hostname or ""
         self._expected = expected.lower()
         self._loopback = is_loopback_host(expected)
+        self._decide = lru_cache(maxsize=DECISION_CACHE_SIZE)(self._is_allowed)
 
     def is_allowed(self, host_header: str | None) -> bool:
+        return self._decide(host_header)
+
+    def _is_allowed(self, host_header: str | None) -> bool:
         name = host_name(host_header)
         if name is None:
             return False

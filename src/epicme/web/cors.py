@@ -13,8 +13,10 @@ from __future__ import annotations
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 
-from starlette.datastructures import Headers, MutableHeaders
+from starlette.datastructures import MutableHeaders
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+from epicme.web.asgi import header
 
 MAX_AGE = 86400
 
@@ -82,8 +84,7 @@ class CorsMiddleware:
         if rule is None:
             await self.app(scope, receive, send)
             return
-        request_headers = Headers(scope=scope)
-        cors_headers = rule.headers_for(request_headers.get("origin"))
+        cors_headers = rule.headers_for(header(scope, b"origin"))
         if cors_headers is None:
             # A disallowed origin: no CORS headers, so the browser blocks the response.
             await self.app(scope, receive, send)
