@@ -22,12 +22,10 @@ from epicme.jobs import ensure_demo_account
 from epicme.journal.permissions import required_scopes
 from epicme.journal.server import build_journal
 from epicme.resource_server.app import build_resource_app
-from epicme.resource_server.jsonrpc import JsonRpcErrors
 from epicme.resource_server.sdk_transport import SdkTransportGuard
 from epicme.storage.database import Database
 from epicme.storage.migrations import migrate
 from epicme.storage.server_secrets import load_or_create_secret
-from epicme.web.errors import StoreOutageResponder
 
 log = logging.getLogger("epicme")
 
@@ -52,7 +50,7 @@ async def build_mcp_server(settings: Settings, db: Database) -> Starlette:
     # JSON-RPC 2.0 §5.1: a body that is not JSON, or not a JSON-RPC message, gets its own short error.
     # And where the SDK's transport would answer outside JSON-RPC, or not at all, a JSON-RPC error.
     # A tool that met a store outage answers 503 over HTTP, not 200 with a tool error.
-    mcp_app = JsonRpcErrors(SdkTransportGuard(StoreOutageResponder(sdk_app)))
+    mcp_app = SdkTransportGuard(sdk_app)
 
     @asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:

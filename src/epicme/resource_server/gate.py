@@ -9,7 +9,7 @@ A pure ASGI middleware. In order:
 3. for a POST, the JSON-RPC body is read (already bounded by BodyLimitMiddleware) and
    `required_scopes` says what each message needs; a token lacking any gets one `403` naming all
    of them. A body that is not JSON passes on after authentication, for the MCP app to answer
-   with a JSON-RPC parse error (`jsonrpc.JsonRpcErrors` does, in front of the SDK);
+   with a JSON-RPC parse error (`jsonrpc.screen_body` does, in front of the SDK);
 4. the principal is put where the journal and the SDK look for it, and the app is called.
 """
 

@@ -3,9 +3,9 @@
 JSON-RPC 2.0 §5.1 gives these their own codes: -32700 Parse error for a body that is not JSON, and
 -32600 Invalid Request for JSON that is not a valid Request object. The MCP SDK answers the second
 with -32602 (Invalid params) and its validator's whole report, a kilobyte of library internals
-that echoes the input back, and the first with its parser's message. This layer, between the gate
-and the SDK app, answers both itself with a short fixed message and `"id": null` (JSON-RPC 2.0 §5:
-the id could not be determined).
+that echoes the input back, and the first with its parser's message. `screen_body`, run by the
+transport guard between the gate and the SDK app, answers both itself with a short fixed message
+and `"id": null` (JSON-RPC 2.0 §5: the id could not be determined).
 
 It parses and validates exactly as the SDK does next (`pydantic_core.from_json`, then the SDK's
 own message adapter), so whatever passes here the SDK accepts too, and valid messages reach it
@@ -20,7 +20,7 @@ import pydantic_core
 from mcp_types import JSONRPCNotification, jsonrpc_message_adapter
 from pydantic import ValidationError
 from starlette.responses import JSONResponse
-from starlette.types import ASGIApp, Receive, Scope, Send
+from starlette.types import Receive, Scope, Send
 
 from epicme.resource_server.principal import PARSED_BODY_SCOPE_KEY
 from epicme.web.asgi import header, read_body, replaying
@@ -42,31 +42,28 @@ def _declares_json(scope: Scope) -> bool:
     return any(part.strip() == "application/json" for part in media_types)
 
 
-class JsonRpcErrors:
-    def __init__(self, app: ASGIApp) -> None:
-        self.app = app
-
-    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] != "http" or scope["method"] != "POST" or not _declares_json(scope):
-            await self.app(scope, receive, send)
-            return
-        if PARSED_BODY_SCOPE_KEY in scope:
-            parsed = scope[PARSED_BODY_SCOPE_KEY]  # the gate parsed it, and left it unread for the app
-        else:
-            # Already bounded by the body limit and buffered by the layers above: reading it is cheap.
-            body = await read_body(receive)
-            if body is None:
-                return
-            receive = replaying(body, receive)
-            try:
-                parsed = pydantic_core.from_json(body)
-            except ValueError:
-                await jsonrpc_error(PARSE_ERROR, NOT_JSON)(scope, receive, send)
-                return
-        if not _is_plain_request(parsed) and not _is_valid_message(parsed):
-            await jsonrpc_error(INVALID_REQUEST, NOT_A_MESSAGE)(scope, receive, send)
-            return
-        await self.app(scope, receive, send)
+async def screen_body(scope: Scope, receive: Receive, send: Send) -> Receive | None:
+    """The `receive` to hand the SDK, or None once the request has been answered (a JSON-RPC error)
+    or the client has gone. Only POST bodies declared as JSON are looked at."""
+    if scope["method"] != "POST" or not _declares_json(scope):
+        return receive
+    if PARSED_BODY_SCOPE_KEY in scope:
+        parsed = scope[PARSED_BODY_SCOPE_KEY]  # the gate parsed it, and left it unread for the app
+    else:
+        # Already bounded by the body limit and buffered by the layers above: reading it is cheap.
+        body = await read_body(receive)
+        if body is None:
+            return None
+        receive = replaying(body, receive)
+        try:
+            parsed = pydantic_core.from_json(body)
+        except ValueError:
+            await jsonrpc_error(PARSE_ERROR, NOT_JSON)(scope, receive, send)
+            return None
+    if not _is_plain_request(parsed) and not _is_valid_message(parsed):
+        await jsonrpc_error(INVALID_REQUEST, NOT_A_MESSAGE)(scope, receive, send)
+        return None
+    return receive
 
 
 def _is_valid_message(parsed: Any) -> bool:

@@ -1,17 +1,26 @@
-"""JSON-RPC answers where the MCP SDK's HTTP transport would give a bare HTTP one, or none at all.
+"""The one layer between the bearer gate and the MCP SDK's transport: every answer from `/mcp` is
+either the gate's bearer challenge or a JSON-RPC 2.0 message, and a store outage is a 503.
 
-Sits between the bearer gate and the SDK app, so only authenticated requests get this far. Every
-answer from `/mcp` is then either the gate's bearer challenge or a JSON-RPC 2.0 message:
+Only authenticated requests get this far. In order:
 
+- Every GET is `405` with `Allow: POST` (MCP streamable HTTP: a GET is answered with an event
+  stream or 405). EpicMe runs stateless, so a standalone stream could never carry a message; the
+  SDK would still open one on the older protocol revisions and hold the connection until the
+  client left, and with `Last-Event-ID` it did not answer at all (a 500).
+- A POST body that is not JSON, or not a JSON-RPC message, gets its own short JSON-RPC error
+  (`jsonrpc.screen_body`).
 - An error the SDK answers outside JSON-RPC keeps its status and headers (`Allow` on a 405, say)
   and gets a JSON-RPC error object (JSON-RPC 2.0 §5.1, `id` null) saying what its text said: the
   transport-security check's plain-text `400 Invalid Content-Type header` for a POST that is not
   JSON, and the empty `405` (GET) and `406` (Accept) of the 2026-07-28 protocol path, which also
   takes every `MCP-Protocol-Version` value it does not know.
-- Every GET is `405` with `Allow: POST` (MCP streamable HTTP: a GET is answered with an event
-  stream or 405). EpicMe runs stateless, so a standalone stream could never carry a message; the
-  SDK would still open one on the older protocol revisions and hold the connection until the
-  client left, and with `Last-Event-ID` it did not answer at all (a 500).
+- A tool that met a store outage answers 503 with Retry-After, not 200 with a tool error
+  (`StoreOutageWatch`). Responses are JSON (stateless mode), sent after the handler finished, so
+  the swap happens before any byte has left.
+
+One layer, not three: each ASGI layer costs every request a frame that the SDK's every await
+passes through, and a `send` wrapper per message; measured, that was most of what EpicMe's
+authenticated call cost over the SDK's unauthenticated one (bench/README.md).
 """
 
 from __future__ import annotations
@@ -19,10 +28,12 @@ from __future__ import annotations
 import json
 from http import HTTPStatus
 
-from starlette.datastructures import Headers, MutableHeaders
+from starlette.datastructures import MutableHeaders
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from epicme.resource_server.jsonrpc import screen_body
 from epicme.web.asgi import send_json
+from epicme.web.errors import StoreOutageWatch, send_store_down
 
 INVALID_REQUEST = -32600
 
@@ -30,6 +41,10 @@ INVALID_REQUEST = -32600
 def _jsonrpc_error(status: int, text: bytes) -> bytes:
     message = text.decode("utf-8", "replace").strip()[:200] or HTTPStatus(status).phrase
     return json.dumps({"jsonrpc": "2.0", "id": None, "error": {"code": INVALID_REQUEST, "message": message}}).encode()
+
+
+def _is_json(headers: list[tuple[bytes, bytes]]) -> bool:
+    return any(name == b"content-type" and value.startswith(b"application/json") for name, value in headers)
 
 
 class SdkTransportGuard:
@@ -44,8 +59,12 @@ class SdkTransportGuard:
             body = _jsonrpc_error(405, b"This server offers no standalone event stream; send requests with POST.")
             await send_json(send, 405, body, [(b"allow", b"POST")])
             return
+        screened = await screen_body(scope, receive, send)
+        if screened is None:
+            return  # answered, or the client left
         held: Message | None = None  # the start of an error answer that is not JSON, until its end
         text: list[bytes] = []
+        replaced = False  # by the 503 of a store outage: the SDK's own answer is dropped
 
         async def send_held() -> None:
             nonlocal held
@@ -58,11 +77,16 @@ class SdkTransportGuard:
             await send({**start, "headers": headers.raw})
             await send({"type": "http.response.body", "body": body})
 
-        async def send_jsonrpc(message: Message) -> None:
-            nonlocal held
+        async def guarded_send(message: Message) -> None:
+            nonlocal held, replaced
+            if replaced:
+                return
             if message["type"] == "http.response.start":
-                content_type = Headers(raw=message["headers"]).get("content-type", "")
-                if message["status"] >= 400 and not content_type.startswith("application/json"):
+                if watch.seen:
+                    replaced = True
+                    await send_store_down(send)
+                    return
+                if message["status"] >= 400 and not _is_json(message["headers"]):
                     held = message
                     return
             elif message["type"] == "http.response.body" and held is not None:
@@ -72,6 +96,7 @@ class SdkTransportGuard:
                 return
             await send(message)
 
-        await self.app(scope, receive, send_jsonrpc)
+        with StoreOutageWatch() as watch:
+            await self.app(scope, screened, guarded_send)
         if held is not None:  # the app stopped mid-answer: finish it
             await send_held()

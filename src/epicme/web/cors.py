@@ -57,14 +57,12 @@ CorsPolicy = Callable[[str], CorsRule | None]
 
 def path_policy(rules: Iterable[tuple[str, CorsRule]]) -> CorsPolicy:
     """A policy from (path or `prefix*`, rule) pairs; the first match wins."""
-    table = list(rules)
+    # Patterns are split once here: the policy runs on every request.
+    table = [(pattern.removesuffix("*"), pattern.endswith("*"), rule) for pattern, rule in rules]
 
     def policy(path: str) -> CorsRule | None:
-        for pattern, rule in table:
-            if pattern.endswith("*"):
-                if path.startswith(pattern[:-1]):
-                    return rule
-            elif path == pattern:
+        for key, is_prefix, rule in table:
+            if path.startswith(key) if is_prefix else path == key:
                 return rule
         return None
 

@@ -24,6 +24,11 @@ _STORE_DOWN_BODY = {
 _STORE_DOWN = json.dumps(_STORE_DOWN_BODY).encode()
 
 
+async def send_store_down(send: Send) -> None:
+    """The 503 a request gets when the store is unavailable."""
+    await send_json(send, 503, _STORE_DOWN, [(b"retry-after", str(STORE_RETRY_AFTER_SECONDS).encode())])
+
+
 async def store_unavailable(request: Request, exc: Exception) -> Response:
     log.warning("store unavailable during %s %s: %s", request.method, request.url.path, exc)
     return JSONResponse(
@@ -63,7 +68,7 @@ class CatchAllMiddleware:
             # Raised past every handler (say, by an app mounted without Starlette's): still a 503.
             log.warning("store unavailable during %s %s: %s", scope.get("method"), scope.get("path"), exc)
             if not started:
-                await send_json(send, 503, _STORE_DOWN, [(b"retry-after", str(STORE_RETRY_AFTER_SECONDS).encode())])
+                await send_store_down(send)
         except Exception:
             # The path only: a query string could carry something secret.
             log.exception("unexpected error during %s %s", scope.get("method"), scope.get("path"))
@@ -72,51 +77,32 @@ class CatchAllMiddleware:
             await send_json(send, 500, _SERVER_ERROR)
 
 
-class _Outage:
+class StoreOutageWatch:
+    """Notes whether the store went down while an answer was computed, for the layer that sends
+    it: `with StoreOutageWatch() as watch: ...`, then `watch.seen`.
+
+    The MCP SDK catches every exception inside a tool and answers HTTP 200 with a tool error, so a
+    client (or a load balancer) could not tell an outage from a refusal. The journal calls
+    `report_store_outage()` where it turns StoreUnavailable into a tool error, and the transport
+    guard (resource_server/sdk_transport.py) answers 503 + Retry-After instead of that 200.
+    """
+
     seen = False
 
+    def __enter__(self) -> StoreOutageWatch:
+        self._token = _store_outage.set(self)
+        return self
 
-_store_outage: ContextVar[_Outage | None] = ContextVar("epicme_store_outage", default=None)
+    def __exit__(self, *exc_info: object) -> None:
+        _store_outage.reset(self._token)
+
+
+_store_outage: ContextVar[StoreOutageWatch | None] = ContextVar("epicme_store_outage", default=None)
 
 
 def report_store_outage() -> None:
     """Called where a handler (say, an MCP tool) swallows StoreUnavailable into its own error shape,
-    so that the HTTP answer still says 503 when it goes out through `StoreOutageResponder`."""
-    holder = _store_outage.get()
-    if holder is not None:
-        holder.seen = True
-
-
-class StoreOutageResponder:
-    """Turns an answer into `503` + Retry-After when the store went down while it was computed.
-
-    The MCP SDK catches every exception inside a tool and answers HTTP 200 with a tool error; a
-    client (or a load balancer) could not tell an outage from a refusal. Responses here are JSON
-    (stateless mode), sent after the handler finished, so the swap happens before any byte left.
-    """
-
-    def __init__(self, app: ASGIApp) -> None:
-        self.app = app
-
-    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] != "http":
-            await self.app(scope, receive, send)
-            return
-        holder = _Outage()
-        token = _store_outage.set(holder)
-        replaced = False
-
-        async def guarded_send(message: Message) -> None:
-            nonlocal replaced
-            if message["type"] == "http.response.start" and holder.seen:
-                replaced = True
-                await send_json(send, 503, _STORE_DOWN, [(b"retry-after", str(STORE_RETRY_AFTER_SECONDS).encode())])
-                return
-            if replaced:
-                return  # the original body is dropped
-            await send(message)
-
-        try:
-            await self.app(scope, receive, guarded_send)
-        finally:
-            _store_outage.reset(token)
+    so that the HTTP answer still says 503 (see StoreOutageWatch)."""
+    watch = _store_outage.get()
+    if watch is not None:
+        watch.seen = True
