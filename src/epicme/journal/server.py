@@ -90,7 +90,8 @@ def principal_from_request(request_context: ServerRequestContext[Any, Any] | Non
     """The caller: the gate's Principal in the HTTP request's ASGI scope, else `current_principal`."""
     if request_context is not None:
         scope = getattr(request_context.request, "scope", None)  # a starlette Request on HTTP transports
-        if isinstance(scope, Mapping):
+        # An ASGI scope is a dict, matched first; the costlier ABC check is for other mappings.
+        if isinstance(scope, (dict, Mapping)):
             found = scope.get(PRINCIPAL_SCOPE_KEY)
             if isinstance(found, Principal):
                 return found

@@ -1,7 +1,8 @@
 """The resource server as one ASGI app: CORS, discovery, the AS metadata proxy, the gated `/mcp`.
 
 Layers, outermost first: CORS (so every answer, errors included, carries its headers, and a
-preflight is answered before any authentication), the body limit, then the routes:
+preflight is answered before any authentication), the catch-all, the body limit, then the routes
+(`/mcp` enters the same layers directly, see ResourceApp):
 
     /.well-known/oauth-protected-resource[/mcp]   protected resource metadata (discovery.py)
     /.well-known/oauth-authorization-server       the authorization server's metadata, re-served
@@ -98,19 +99,21 @@ async def _upstream_unavailable(request: Request, exc: Exception) -> Response:
     return exc.to_response()
 
 
-class FastPath:
-    """Sends one exact path straight to its endpoint; everything else to the app."""
+class ResourceApp(Starlette):
+    """A Starlette app that hands `/mcp` to its own stack before Starlette's machinery runs.
 
-    def __init__(self, app: ASGIApp, *, path: str, endpoint: ASGIApp) -> None:
-        self.app = app
-        self.path = path
-        self.endpoint = endpoint
+    `/mcp` carries nearly every request. Its stack is the same middleware as every other route
+    (CORS, catch-all, body limit) around the bearer gate, which answers every error itself; going
+    straight to it skips Starlette's error middleware, router and exception middleware, whose
+    frames every `await` inside the SDK would pass through again."""
+
+    mcp_stack: ASGIApp | None = None
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] == "http" and scope["path"] == self.path:
-            await self.endpoint(scope, receive, send)
+        if self.mcp_stack is not None and scope["type"] == "http" and scope["path"] == MCP_PATH:
+            await self.mcp_stack(scope, receive, send)
         else:
-            await self.app(scope, receive, send)
+            await super().__call__(scope, receive, send)
 
 
 def build_resource_app(
@@ -142,7 +145,8 @@ def build_resource_app(
             state = await stack.enter_async_context(lifespan(app)) if lifespan is not None else None
             yield state
 
-    app = Starlette(
+    cors_policy = build_cors_policy(settings)
+    app = ResourceApp(
         routes=[
             Route(PROTECTED_RESOURCE_MCP_PATH, prm, methods=["GET"]),
             Route(PROTECTED_RESOURCE_PATH, prm, methods=["GET"]),
@@ -153,12 +157,9 @@ def build_resource_app(
             Route(MCP_PATH, gate),
         ],
         middleware=[
-            Middleware(CorsMiddleware, policy=build_cors_policy(settings)),
+            Middleware(CorsMiddleware, policy=cors_policy),
             Middleware(CatchAllMiddleware),
             Middleware(BodyLimitMiddleware, max_bytes=settings.max_body_bytes),
-            # /mcp carries nearly every request: it goes straight to the gate, past Starlette's
-            # router and exception middleware (the gate answers every error itself).
-            Middleware(FastPath, path=MCP_PATH, endpoint=gate),
         ],
         exception_handlers={
             HTTPException: _http_exception,
@@ -166,6 +167,9 @@ def build_resource_app(
             **EXCEPTION_HANDLERS,
         },
         lifespan=app_lifespan,
+    )
+    app.mcp_stack = CorsMiddleware(
+        CatchAllMiddleware(BodyLimitMiddleware(gate, max_bytes=settings.max_body_bytes)), policy=cors_policy
     )
     # "/mcp/" is not "/mcp": no redirect, whose Location would be built from the Host header.
     app.router.redirect_slashes = False
