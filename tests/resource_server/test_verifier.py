@@ -231,6 +231,18 @@ async def test_tokens_never_reach_the_logs(
         assert token.split(".")[2] not in caplog.text
 
 
+async def test_cached_knows_only_verified_unexpired_tokens(rs: ResourceServer) -> None:
+    """The gate's fast path asks `cached` first: it knows a token only once it was verified, and
+    never past its `exp` (the verifier's wall clock is the real one here)."""
+    verifier = rs.app.state.verifier
+    token = rs.token()
+    assert verifier.cached(token) is None
+    assert (await rs.post_mcp(PING, token)).status_code == 200
+    cached = verifier.cached(token)
+    assert cached is not None and cached.user_id == rs.claims()["sub"]
+    assert verifier.cached(token + "x") is None
+
+
 class TestPrincipalCache:
     PRINCIPAL = Principal("u", "c", frozenset(), 100)
 

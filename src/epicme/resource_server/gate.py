@@ -128,9 +128,12 @@ class BearerGate:
             await _transport_error(403, "This Origin may not use this server.")(scope, receive, send)
             return
 
-        principal = await self._authenticate(scope, receive, send)
+        authorizations = header_values(scope, b"authorization")
+        principal = self._cached_principal(authorizations)
         if principal is None:
-            return
+            principal = await self._authenticate(authorizations, scope, receive, send)
+            if principal is None:
+                return
 
         if scope["method"] == "POST":
             body = await read_body(receive)
@@ -157,9 +160,21 @@ class BearerGate:
             auth_context_var.reset(user_token)
             current_principal.reset(principal_token)
 
-    async def _authenticate(self, scope: Scope, receive: Receive, send: Send) -> Principal | None:
+    def _cached_principal(self, authorizations: list[str]) -> Principal | None:
+        """The common case, without a coroutine: one Authorization header with a token verified
+        before and not expired. None sends the request down the full path of `_authenticate`."""
+        if len(authorizations) != 1:
+            return None
+        try:
+            token = bearer_token(authorizations[0])
+        except TokenInvalid:
+            return None
+        return self._verifier.cached(token) if token is not None else None
+
+    async def _authenticate(
+        self, authorizations: list[str], scope: Scope, receive: Receive, send: Send
+    ) -> Principal | None:
         """The verified principal, or None after answering the challenge."""
-        authorizations = header_values(scope, b"authorization")
         try:
             if len(authorizations) > 1:
                 # RFC 6750 §3.1 invalid_request: more than one way (or copy) of sending a token.

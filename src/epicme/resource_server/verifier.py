@@ -55,6 +55,11 @@ class TokenInvalid(Exception):
 
 
 class TokenVerifier(Protocol):
+    def cached(self, token: str) -> Principal | None:
+        """The principal of a token verified before and not yet expired, without any I/O; None
+        when the token has to be verified."""
+        ...
+
     async def verify(self, token: str) -> Principal:
         """The token's principal, or raises TokenInvalid / UpstreamUnavailable."""
         ...
@@ -143,6 +148,9 @@ class JwtVerifier:
         self.keys = DocumentCache(self._load_jwks, clock=clock)
         self._parsed: dict[tuple[str, str], PyJWK] = {}
         self._parsed_from: Fetched | None = None
+
+    def cached(self, token: str) -> Principal | None:
+        return self._cache.get(token)
 
     async def verify(self, token: str) -> Principal:
         cached = self._cache.get(token)
@@ -256,6 +264,9 @@ class IntrospectionVerifier:
         self._leeway = leeway
         self._cache_seconds = cache_seconds
         self._cache = PrincipalCache(cache_size, wall_clock)
+
+    def cached(self, token: str) -> Principal | None:
+        return self._cache.get(token)
 
     async def verify(self, token: str) -> Principal:
         cached = self._cache.get(token)
