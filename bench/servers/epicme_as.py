@@ -9,6 +9,7 @@ import asyncio
 
 from common import CountingApp, base_parser, listening_socket, setup_logging, uvicorn_server
 
+from epicme.app import settle_heap
 from epicme.authorization_server.app import build_authorization_app, build_context
 from epicme.authorization_server.passwords import hash_password
 from epicme.config import Settings
@@ -39,6 +40,7 @@ async def main() -> None:
     if await users.load_user_by_email(db, args.email) is None:
         await users.create_user(db, args.email, hash_password(args.password))
     app = CountingApp(build_authorization_app(await build_context(settings, db)))
+    settle_heap()  # as `epicme serve` does once its apps are built
     try:
         await uvicorn_server(app, log_level=args.log_level).serve(sockets=[listening_socket(args.port)])
     finally:

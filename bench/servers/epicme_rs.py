@@ -12,7 +12,7 @@ import asyncio
 from common import ReplicaHeader, base_parser, listening_socket, setup_logging, uvicorn_server
 from starlette.types import ASGIApp
 
-from epicme.app import build_mcp_server
+from epicme.app import build_mcp_server, settle_heap
 from epicme.config import Settings
 from epicme.storage.database import Database
 from epicme.storage.migrations import migrate
@@ -38,6 +38,7 @@ async def main() -> None:
     db = Database(settings.database_url)
     await migrate(db)
     app: ASGIApp = await build_mcp_server(settings, db)
+    settle_heap()  # as `epicme serve` does once its apps are built
     if args.replica:
         app = ReplicaHeader(app, args.replica)
     sockets = [listening_socket(args.port, reuse_port=args.reuse_port)]

@@ -3,7 +3,9 @@ MCP SDK app behind the gate."""
 
 from __future__ import annotations
 
+import gc
 import json
+import weakref
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from typing import Any
@@ -14,6 +16,7 @@ from mcp.server.transport_security import TransportSecuritySettings
 from starlette.applications import Starlette
 from starlette.types import Receive, Scope, Send
 
+from epicme.app import settle_heap
 from epicme.resource_server.principal import current_principal
 from epicme.storage.database import StoreUnavailable
 
@@ -149,3 +152,24 @@ async def test_real_sdk_app_behind_the_gate(start_rs: StartResourceServer) -> No
     assert answer.status_code == 200
     assert json.loads(answer.json()["result"]["content"][0]["text"]) == {"principal": "alice", "sdk": "alice"}
     assert (await post(call, "bob", **session)).status_code == 404
+
+
+class _Node:
+    other: _Node | None = None
+
+
+def test_settle_heap_collects_startup_garbage_then_freezes_the_rest() -> None:
+    """`epicme serve` calls it once the apps are built: garbage must be collected, not frozen for
+    ever; what is alive leaves the collector's generations."""
+    first, second = _Node(), _Node()
+    first.other, second.other = second, first  # a cycle: only the collector can free it
+    gone = weakref.ref(first)
+    del first, second
+    kept = _Node()
+    try:
+        settle_heap()
+        assert gone() is None
+        assert gc.get_freeze_count() > 0
+        assert not any(obj is kept for obj in gc.get_objects())  # frozen objects are not tracked
+    finally:
+        gc.unfreeze()  # the rest of the test session collects as usual
