@@ -140,8 +140,7 @@ class Suite:
         runs: dict[tuple[str, int], list[Result]] = {}
         for round_number in range(1, self.config.rounds + 1):
             if respawn is not None and round_number > 1:
-                for contender in contenders:
-                    _first_200(self.respawn(contender, respawn), contender.request)
+                self.respawn_all(contenders, respawn)
             for connections in self.config.concurrency:
                 for contender in contenders:
                     result = self.measure(contender.server.url, contender.request, connections)
@@ -212,7 +211,8 @@ class Suite:
         return self.start(name, "epicme_rs.py", args, port=public_port, core=core, ready="/healthcheck")
 
     def respawn(self, contender: Contender, stack: Stack) -> Server:
-        """A new process in place of the contender's, on the same port; returns before it answers."""
+        """A new process in place of the contender's (and of every contender's sharing it), on the
+        same port; returns before it answers."""
         old = contender.server
         self.stop(old)
         fresh = Server(old.name, old.script, old.port, old.args, cores=old.cores, log_dir=self.run_dir)
@@ -222,6 +222,18 @@ class Suite:
             self.replace(stack, fresh)
         contender.server = fresh
         return fresh
+
+    def respawn_all(self, contenders: list[Contender], stack: Stack) -> None:
+        """New processes for every server among `contenders`, each once, waited for."""
+        for contender in contenders:
+            old = contender.server
+            if old.process is None:
+                continue  # shared with a contender already respawned in this pass
+            fresh = self.respawn(contender, stack)
+            for other in contenders:
+                if other.server is old:
+                    other.server = fresh
+            _first_200(fresh, contender.request)
 
     def replace(self, stack: Stack, fresh: Server) -> None:
         """Point the stack and any contender at a restarted resource server."""
@@ -375,7 +387,7 @@ class Suite:
             self.check(contender.server, contender.request)
         before = self.counts(sqlite.authorization_server)
         self.say("\n## discovery documents")
-        cells = self.matrix(contenders)
+        cells = self.matrix(contenders, respawn=sqlite)
         upstream = _delta(before, self.counts(sqlite.authorization_server))
         rows = []
         for connections in self.config.concurrency:
@@ -390,8 +402,10 @@ class Suite:
         self.section(
             "Discovery documents (target ≥ 0.8x bare Starlette)",
             table(["concurrency", "endpoint", "req/s", "p50 ms", "p99 ms", "vs bare Starlette"], rows)
-            + f"\n\nUpstream authorization server requests during these runs (≥ {served:,} documents served): "
-            + (json.dumps(upstream) if upstream else "none (all answers came from the cache)"),
+            + f"\n\nEvery round after the first ran on new processes ({self.config.rounds} resource servers in all). "
+            + f"Upstream authorization server requests during these runs (≥ {served:,} documents served): "
+            + (json.dumps(upstream) if upstream else "none (all answers came from the cache)")
+            + " (each new resource server fetches the metadata once, on the first request for it).",
         )
         self.stop(bare)
         self.cold_cache_burst(sqlite)

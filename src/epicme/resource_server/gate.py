@@ -6,7 +6,7 @@ A pure ASGI middleware. In order:
    (MCP streamable HTTP, Security Warning);
 2. a bearer token from the `Authorization` header only (MCP: tokens MUST NOT be in the query
    string; RFC 6750 §2.2's form body is not accepted either), verified;
-3. for a POST, the JSON-RPC body is read (already bounded by BodyLimitMiddleware) and
+3. for a POST, the JSON-RPC body is read (already bounded, and buffered, by BodyLimitMiddleware) and
    `required_scopes` says what each message needs; a token lacking any gets one `403` naming all
    of them. A body that is not JSON passes on after authentication, for the MCP app to answer
    with a JSON-RPC parse error (`jsonrpc.screen_body` does, in front of the SDK);
@@ -35,7 +35,7 @@ from epicme.resource_server.origins import HostPolicy, OriginPolicy
 from epicme.resource_server.principal import PARSED_BODY_SCOPE_KEY, PRINCIPAL_SCOPE_KEY, Principal, current_principal
 from epicme.resource_server.upstream import UpstreamUnavailable
 from epicme.resource_server.verifier import TokenInvalid, TokenVerifier
-from epicme.web.asgi import header, header_values, read_body, replaying
+from epicme.web.asgi import BUFFERED_BODY_SCOPE_KEY, header, header_values, read_body, replaying
 
 # What a JSON-RPC message needs: a set of scopes (maybe empty), or None when the gate has no
 # opinion (an unknown method, say: the SDK answers it).
@@ -136,10 +136,12 @@ class BearerGate:
                 return
 
         if scope["method"] == "POST":
-            body = await read_body(receive)
+            body = scope.get(BUFFERED_BODY_SCOPE_KEY)  # the body limit's copy; its receive still replays it
             if body is None:
-                return
-            receive = replaying(body, receive)
+                body = await read_body(receive)
+                if body is None:
+                    return
+                receive = replaying(body, receive)
             required = self._requirements(body, scope)
             # MCP authorization: scope hierarchies count (write implies read; has_scopes knows).
             if required and not has_scopes(principal.scopes, required):

@@ -6,7 +6,7 @@ import json
 
 from starlette.types import ASGIApp, Receive, Scope, Send
 
-from epicme.web.asgi import header, replaying, send_json
+from epicme.web.asgi import BUFFERED_BODY_SCOPE_KEY, header, replaying, send_json
 
 _BODY_METHODS = frozenset({"POST", "PUT", "PATCH", "DELETE"})
 
@@ -48,7 +48,9 @@ class BodyLimitMiddleware:
             chunks.append(chunk)
             if not message.get("more_body", False):
                 break
-        await self.app(scope, replaying(b"".join(chunks), receive), send)
+        body = b"".join(chunks)
+        scope[BUFFERED_BODY_SCOPE_KEY] = body
+        await self.app(scope, replaying(body, receive), send)
 
 
 async def _reject(send: Send, status: int, error: str, description: str) -> None:
