@@ -378,10 +378,11 @@ class Suite:
         )
         prm = Request("GET", prm_path, expect='"resource"')
         as_meta = Request("GET", "/.well-known/oauth-authorization-server", expect='"issuer"')
+        baseline = Contender("bare Starlette, same document", bare, prm)
         contenders = [
             Contender("EpicMe protected resource metadata", rs, prm),
             Contender("EpicMe AS metadata (re-served from cache)", rs, as_meta),
-            Contender("bare Starlette, same document", bare, prm),
+            baseline,
         ]
         for contender in contenders:
             self.check(contender.server, contender.request)
@@ -391,10 +392,10 @@ class Suite:
         upstream = _delta(before, self.counts(sqlite.authorization_server))
         rows = []
         for connections in self.config.concurrency:
-            base = cells[("bare Starlette, same document", connections)].rps
+            base = cells[(baseline.name, connections)].rps
             for contender in contenders:
                 cell = cells[(contender.name, connections)]
-                share = "" if contender.server is bare else verdict(ratio(cell.rps, base), 0.8)
+                share = "" if contender is baseline else verdict(ratio(cell.rps, base), 0.8)
                 rows.append(
                     [connections, contender.name, rps_text(cell), f"{cell.p50_ms:.2f}", f"{cell.p99_ms:.2f}", share]
                 )
@@ -407,7 +408,7 @@ class Suite:
             + (json.dumps(upstream) if upstream else "none (all answers came from the cache)")
             + " (each new resource server fetches the metadata once, on the first request for it).",
         )
-        self.stop(bare)
+        self.stop(baseline.server)  # the process of the last round
         self.cold_cache_burst(sqlite)
 
     def cold_cache_burst(self, sqlite: Stack) -> None:
