@@ -117,6 +117,20 @@ def too_large(reply: Reply) -> None:
     oauth_error(reply, {"invalid_request"})
 
 
+def answered_before_the_endpoint(reply: Reply) -> bool:
+    """True, once its shape is checked, for an answer that came before the endpoint's own logic: a
+    request the HTTP server refused, a 405 (wrong method) or a 413 (the body limit)."""
+    if reply.refused_by_http_server:
+        return True
+    if reply.status == 405:
+        method_not_allowed(reply)
+        return True
+    if reply.status == 413:
+        too_large(reply)
+        return True
+    return False
+
+
 def oauth_json_endpoint(reply: Reply, vocabulary: Collection[str], success: Collection[int]) -> dict[str, Any] | None:
     """Common shape of /token, /register, /revoke, /introspect. Returns the JSON body of a success."""
     if reply.status == 405:

@@ -215,13 +215,7 @@ def check_authorize(fuzz: Fuzzer, reply: Reply, client_id: str | None, state: st
     """A page (the redirect URI is not trusted yet, or sign-in and consent), or a 303 to the
     registered redirect URI with `iss`, or to the sign-in page."""
     system = fuzz.system
-    if reply.refused_by_http_server:
-        return
-    if reply.status == 405:
-        invariants.method_not_allowed(reply)
-        return
-    if reply.status == 413:
-        invariants.too_large(reply)
+    if invariants.answered_before_the_endpoint(reply):
         return
     if reply.status == 303:
         location = reply.headers.get("location", "")
@@ -632,13 +626,7 @@ RETURN_TO_ATTACKS = (
 
 def check_page_or_return(reply: Reply) -> None:
     """Sign-in and sign-out answer with a page, or 303 back into /authorize on this server."""
-    if reply.refused_by_http_server:
-        return
-    if reply.status == 405:
-        invariants.method_not_allowed(reply)
-        return
-    if reply.status == 413:
-        invariants.too_large(reply)
+    if invariants.answered_before_the_endpoint(reply):
         return
     if reply.status == 303:
         invariants.internal_return_path(reply, reply.headers.get("location", ""))

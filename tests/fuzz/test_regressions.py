@@ -12,7 +12,7 @@ import httpx2
 
 from epicme.authorization_server.sessions import COOKIE_NAME
 from tests.fuzz import invariants
-from tests.fuzz.harness import Fuzzer, Headers
+from tests.fuzz.harness import Fuzzer, Headers, Reply
 from tests.fuzz.strategies import FORM_TYPE
 from tests.fuzz.test_authorization_server import check_authorize, check_page_or_return
 
@@ -196,13 +196,28 @@ def test_prompt_request_without_its_argument_is_invalid_params(fuzz: Fuzzer) -> 
             assert reply.json()["error"]["code"] == -32602, reply.describe()
 
 
+def _authorize_with(fuzz: Fuzzer, redirect_uri: str) -> Reply:
+    """A signed-in GET /authorize for the public client with `redirect_uri`, its answer checked."""
+    system = fuzz.system
+    query = str(httpx2.QueryParams(system.authorization_params(redirect_uri=redirect_uri)))
+    reply = fuzz.send(
+        "regression",
+        "GET",
+        system.as_url + "/authorize",
+        headers=_session(fuzz),
+        target=f"/authorize?{query}",
+        generated=False,
+    )
+    check_authorize(fuzz, reply, system.public_client_id, "fuzz-state")
+    return reply
+
+
 def test_loopback_redirect_uri_may_differ_only_in_port(fuzz: Fuzzer) -> None:
     """Found: a redirect_uri with a leading space (`+` in a query) matched the registered loopback
     URI, and the error was redirected to `%20http://127.0.0.1:1/callback?...`. Loopback matching
     parsed the presented URI with urlsplit, which drops leading spaces and control characters,
     removes tabs and newlines and ignores user information and fragments; RFC 8252 §7.3 lets only
     the port differ. Each of these now gets the error page, never a redirect."""
-    system = fuzz.system
     for redirect_uri in (
         " http://127.0.0.1:1/callback",
         "\x01http://127.0.0.1:1/callback",
@@ -215,28 +230,10 @@ def test_loopback_redirect_uri_may_differ_only_in_port(fuzz: Fuzzer) -> None:
         "http://127.0.0.1:+1/callback",
         "http://127.0.0.1:/callback",
     ):
-        query = str(httpx2.QueryParams(system.authorization_params(redirect_uri=redirect_uri)))
-        reply = fuzz.send(
-            "regression",
-            "GET",
-            system.as_url + "/authorize",
-            headers=_session(fuzz),
-            target=f"/authorize?{query}",
-            generated=False,
-        )
-        check_authorize(fuzz, reply, system.public_client_id, "fuzz-state")
+        reply = _authorize_with(fuzz, redirect_uri)
         assert reply.status == 400 and "location" not in reply.headers, reply.describe()
     # The port alone may differ.
-    query = str(httpx2.QueryParams(system.authorization_params(redirect_uri="http://127.0.0.1:1/callback")))
-    reply = fuzz.send(
-        "regression",
-        "GET",
-        system.as_url + "/authorize",
-        headers=_session(fuzz),
-        target=f"/authorize?{query}",
-        generated=False,
-    )
-    check_authorize(fuzz, reply, system.public_client_id, "fuzz-state")
+    reply = _authorize_with(fuzz, "http://127.0.0.1:1/callback")
     assert reply.status == 200, reply.describe()  # the consent page: a loopback client is asked each time
 
 
