@@ -17,7 +17,6 @@ from mcp.server.transport_security import TransportSecuritySettings
 from starlette.applications import Starlette
 from starlette.types import ASGIApp
 
-from epicme.authorization_server.app import build_authorization_app, build_context
 from epicme.config import Settings
 from epicme.jobs import ensure_demo_account
 from epicme.journal.permissions import required_scopes
@@ -66,6 +65,10 @@ async def build_apps(settings: Settings, db: Database) -> dict[str, ASGIApp]:
     is configured, and the resource server."""
     apps: dict[str, ASGIApp] = {}
     if settings.uses_embedded_authorization_server:
+        # Imported only here: a resource server trusting another authorization server (a replica,
+        # say) never loads the login pages, templates and password hashing, and starts faster.
+        from epicme.authorization_server.app import build_authorization_app, build_context
+
         apps["authorization server"] = build_authorization_app(await build_context(settings, db))
     apps["resource server"] = await build_mcp_server(settings, db)
     return apps

@@ -15,7 +15,7 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, PlainTextResponse, Response
 from starlette.routing import Route
 
-from epicme.authorization_server import paths
+from epicme.authorization_server import passwords, paths
 from epicme.authorization_server.authorize import authorize
 from epicme.authorization_server.client_metadata import ClientMetadataFetcher
 from epicme.authorization_server.clients import ClientRegistry
@@ -55,6 +55,7 @@ async def build_context(
     settings: Settings, db: Database, fetcher: ClientMetadataFetcher | None = None
 ) -> ServerContext:
     await ensure_signing_key(db)
+    await passwords.prepare()
     secret = settings.session_secret or await load_or_create_secret(db, "session")
     return ServerContext(
         settings=settings,
