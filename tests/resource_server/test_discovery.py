@@ -79,6 +79,27 @@ async def test_head_is_answered(rs: ResourceServer) -> None:
     assert response.headers["access-control-allow-origin"] == "*"
 
 
+def _without_date(headers: httpx2.Headers) -> list[tuple[str, str]]:
+    return sorted((name, value) for name, value in headers.multi_items() if name != "date")
+
+
+async def test_documents_sent_from_bytes_match_the_full_stack(rs: ResourceServer) -> None:
+    """ResourceApp sends a GET of a document at hand from its bytes; HEAD, and the first GET of the
+    authorization server's metadata (nothing cached yet), take the full stack. Same answers."""
+    prm = "/.well-known/oauth-protected-resource/mcp"
+    full = await rs.client.head(prm, headers={"Origin": INSPECTOR})
+    direct = await rs.client.get(prm, headers={"Origin": INSPECTOR})
+    assert _without_date(direct.headers) == _without_date(full.headers)
+
+    as_metadata = "/.well-known/oauth-authorization-server"
+    full = await rs.client.get(as_metadata, headers={"Origin": INSPECTOR})
+    direct = await rs.client.get(as_metadata, headers={"Origin": INSPECTOR})
+    assert direct.content == full.content
+    assert direct.headers["cache-control"].startswith("public, max-age=")
+    del full.headers["cache-control"], direct.headers["cache-control"]  # max-age counts down
+    assert _without_date(direct.headers) == _without_date(full.headers)
+
+
 async def test_document_comes_from_settings_not_from_the_host_header(start_rs: StartResourceServer) -> None:
     """A forged Host cannot change the resource identifier."""
     server = await start_rs(resource_url="https://mcp.example.com", authorization_server=None)

@@ -39,6 +39,7 @@ from epicme.resource_server.discovery import (
     MCP_PATH,
     PROTECTED_RESOURCE_MCP_PATH,
     PROTECTED_RESOURCE_PATH,
+    protected_resource_metadata_document,
     protected_resource_metadata_endpoint,
 )
 from epicme.resource_server.gate import BearerGate, RequiredScopes
@@ -46,6 +47,7 @@ from epicme.resource_server.origins import OriginPolicy
 from epicme.resource_server.upstream import DEFAULT_TIMEOUT, Clock, UpstreamUnavailable
 from epicme.resource_server.verifier import build_token_verifier
 from epicme.web.cors import CorsMiddleware, CorsPolicy, CorsRule, path_policy
+from epicme.web.documents import DocumentSource, public_cors_headers, send_document
 from epicme.web.errors import EXCEPTION_HANDLERS, CatchAllMiddleware
 from epicme.web.limits import BodyLimitMiddleware
 
@@ -100,20 +102,31 @@ async def _upstream_unavailable(request: Request, exc: Exception) -> Response:
 
 
 class ResourceApp(Starlette):
-    """A Starlette app that hands `/mcp` to its own stack before Starlette's machinery runs.
+    """A Starlette app that answers its two busiest kinds of request before Starlette's machinery runs.
 
     `/mcp` carries nearly every request. Its stack is the same middleware as every other route
     (CORS, catch-all, body limit) around the bearer gate, which answers every error itself; going
     straight to it skips Starlette's error middleware, router and exception middleware, whose
-    frames every `await` inside the SDK would pass through again."""
+    frames every `await` inside the SDK would pass through again.
+
+    A `GET` of a discovery document that is at hand is sent from its bytes (web/documents.py), with
+    the headers the full stack would add; anything else about those paths goes the full way."""
 
     mcp_stack: ASGIApp | None = None
+    documents: dict[str, DocumentSource] = {}
+    document_headers: list[tuple[bytes, bytes]] = []
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if self.mcp_stack is not None and scope["type"] == "http" and scope["path"] == MCP_PATH:
-            await self.mcp_stack(scope, receive, send)
-        else:
-            await super().__call__(scope, receive, send)
+        if scope["type"] == "http":
+            path = scope["path"]
+            if path == MCP_PATH and self.mcp_stack is not None:
+                await self.mcp_stack(scope, receive, send)
+                return
+            source = self.documents.get(path)
+            if source is not None and scope["method"] == "GET" and (document := source()) is not None:
+                await send_document(send, document, self.document_headers)
+                return
+        await super().__call__(scope, receive, send)
 
 
 def build_resource_app(
@@ -135,7 +148,8 @@ def build_resource_app(
     metadata = AuthorizationServerMetadata(settings.trusted_issuer, client, clock=clock)
     verifier = build_token_verifier(settings, metadata, client, clock=clock)
     gate = BearerGate(mcp_app, settings=settings, verifier=verifier, required_scopes=required_scopes)
-    prm = protected_resource_metadata_endpoint(settings)
+    prm_document = protected_resource_metadata_document(settings)
+    prm = protected_resource_metadata_endpoint(prm_document)
 
     @asynccontextmanager
     async def app_lifespan(app: Starlette) -> AsyncIterator[Any]:
@@ -171,6 +185,13 @@ def build_resource_app(
     app.mcp_stack = CorsMiddleware(
         CatchAllMiddleware(BodyLimitMiddleware(gate, max_bytes=settings.max_body_bytes)), policy=cors_policy
     )
+    app.documents = {
+        PROTECTED_RESOURCE_MCP_PATH: lambda: prm_document,
+        PROTECTED_RESOURCE_PATH: lambda: prm_document,
+        OAUTH_METADATA_PATH: metadata.fresh_document,
+        OPENID_CONFIGURATION_PATH: metadata.fresh_document,
+    }
+    app.document_headers = public_cors_headers(WELL_KNOWN_CORS)
     # "/mcp/" is not "/mcp": no redirect, whose Location would be built from the Host header.
     app.router.redirect_slashes = False
     app.state.as_metadata = metadata

@@ -28,6 +28,7 @@ from epicme.resource_server.upstream import (
     UpstreamUnavailable,
     request_json,
 )
+from epicme.web.documents import Document
 
 OAUTH_METADATA_PATH = "/.well-known/oauth-authorization-server"
 OPENID_CONFIGURATION_PATH = "/.well-known/openid-configuration"
@@ -99,6 +100,13 @@ class AuthorizationServerMetadata:
                 continue
             return fetched
         raise UpstreamUnavailable("No usable authorization server metadata: " + "; ".join(problems) + ".")
+
+    def fresh_document(self) -> Document | None:
+        """The copy to serve without waiting (see ResourceApp), or None while there is none fresh."""
+        fetched = self.cache.fresh()
+        if fetched is None:
+            return None
+        return Document(fetched.body, f"public, max-age={self.cache.seconds_fresh()}".encode())
 
     async def serve(self, request: Request) -> Response:
         """`GET` either well-known path: the upstream document, unchanged. With no copy at all,

@@ -16,6 +16,7 @@ from starlette.requests import Request
 from starlette.responses import Response
 
 from epicme.config import Settings
+from epicme.web.documents import Document
 
 MCP_PATH = "/mcp"
 PROTECTED_RESOURCE_PATH = "/.well-known/oauth-protected-resource"
@@ -47,11 +48,15 @@ def build_protected_resource_metadata(settings: Settings) -> dict[str, Any]:
     }
 
 
-def protected_resource_metadata_endpoint(settings: Settings) -> Callable[[Request], Awaitable[Response]]:
-    """The `GET` handler; the bytes are built once, since Settings never change."""
-    body = json.dumps(build_protected_resource_metadata(settings)).encode()
+def protected_resource_metadata_document(settings: Settings) -> Document:
+    """The document as sent; the bytes are built once, since Settings never change."""
+    return Document(json.dumps(build_protected_resource_metadata(settings)).encode(), CACHE_CONTROL.encode())
+
+
+def protected_resource_metadata_endpoint(document: Document) -> Callable[[Request], Awaitable[Response]]:
+    """The `GET` handler for the full stack (ResourceApp sends most GETs itself, the same bytes)."""
 
     async def endpoint(request: Request) -> Response:
-        return Response(body, media_type="application/json", headers={"Cache-Control": CACHE_CONTROL})
+        return Response(document.body, media_type="application/json", headers={"Cache-Control": CACHE_CONTROL})
 
     return endpoint

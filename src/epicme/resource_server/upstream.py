@@ -159,15 +159,19 @@ class DocumentCache:
         """The last good copy, fresh or stale, without fetching."""
         return self._current
 
+    def fresh(self) -> Fetched | None:
+        """The current copy while it is fresh, else None; never fetches (for callers that cannot wait)."""
+        if self._current is not None and self._clock() < self._expires_at:
+            return self._current
+        return None
+
     def seconds_fresh(self) -> int:
         """How long the current copy stays fresh (0 when stale or absent)."""
         return max(0, int(self._expires_at - self._clock()))
 
     async def get(self) -> Fetched:
         """The document: cached while fresh, otherwise fetched (or stale if the fetch fails)."""
-        if self._current is not None and self._clock() < self._expires_at:
-            return self._current
-        return await self._refresh()
+        return self.fresh() or await self._refresh()
 
     async def refresh(self, min_interval: float) -> Fetched:
         """Fetch again now (e.g. for an unknown signing key), unless a forced refresh ran less

@@ -69,6 +69,11 @@ def path_policy(rules: Iterable[tuple[str, CorsRule]]) -> CorsPolicy:
     return policy
 
 
+def encode_headers(headers: Iterable[tuple[str, str]]) -> list[tuple[bytes, bytes]]:
+    """Headers as an ASGI message carries them: lowercase names, bytes."""
+    return [(name.lower().encode("latin-1"), value.encode("latin-1")) for name, value in headers]
+
+
 class CorsMiddleware:
     def __init__(self, app: ASGIApp, policy: CorsPolicy) -> None:
         self.app = app
@@ -105,7 +110,7 @@ class CorsMiddleware:
 
     @staticmethod
     async def _preflight(send: Send, cors_headers: list[tuple[str, str]], max_age: int) -> None:
-        raw = [(name.lower().encode("latin-1"), value.encode("latin-1")) for name, value in cors_headers]
+        raw = encode_headers(cors_headers)
         raw.append((b"access-control-max-age", str(max_age).encode("ascii")))
         raw.append((b"content-length", b"0"))
         await send({"type": "http.response.start", "status": 204, "headers": raw})
