@@ -62,6 +62,7 @@ class Server:
     cores: set[int] = field(default_factory=lambda: {SERVER_CORE})
     log_dir: Path = field(default_factory=lambda: Path(tempfile.gettempdir()))
     env: dict[str, str] = field(default_factory=dict)
+    wrapper: Sequence[str] = ()  # a command the server runs under (valgrind, say)
     process: subprocess.Popen[bytes] | None = None
     started_at: float = 0.0
 
@@ -75,7 +76,7 @@ class Server:
 
     def start(self) -> None:
         cores = set(self.cores)
-        command = [sys.executable, str(SERVERS / self.script), "--port", str(self.port), *self.args]
+        command = [*self.wrapper, sys.executable, str(SERVERS / self.script), "--port", str(self.port), *self.args]
         log = self.log_path.open("ab")
         self.started_at = time.perf_counter()
         self.process = subprocess.Popen(  # noqa: S603 -- our own scripts, our own arguments

@@ -25,9 +25,9 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
 
-from harness import load
+from harness import instructions, load
 from harness.load import Result
-from harness.procs import LOAD_CORE, Server
+from harness.procs import LOAD_CORE, SERVER_CORE, Server, free_port
 from harness.stats import table
 from harness.suite import Config, Suite
 
@@ -208,11 +208,11 @@ def profile(args: argparse.Namespace) -> int:
             f"{rounds} interleaved rounds of {seconds} s)\n\n{cost_table}\n\n"
             f"#### Where EpicMe's whoami spends its CPU (py-spy, {total:,} busy samples at c=16; "
             f"{thread_text})\n\n{layer_table}\n\n"
-            "µs are the share times EpicMe's CPU per request. A frame's share includes its `await` of the"
-            " next layer: every time the SDK's code suspends and resumes, the whole chain of ASGI layers"
-            " above it is passed through again.\n\n"
+            "µs are the share times EpicMe's CPU per request. A layer's share is the samples whose innermost"
+            " frame is in it: its own work, calling the next layer and being returned to. (In process, a"
+            " whoami call runs to its end without suspending once, so each layer is entered once.)\n\n"
             f"EpicMe's own functions where samples ended (store excluded: its time is in SQLAlchemy):\n\n"
-            f"{function_table}\n"
+            f"{function_table}\n\n" + instruction_section(suite, shipped, request)
         )
         print("\n" + text)
         _write_profile(text)
@@ -220,6 +220,41 @@ def profile(args: argparse.Namespace) -> int:
     finally:
         suite.close(failed)
     return 0
+
+
+def instruction_section(suite: Suite, shipped: Server, request: load.Request) -> str:
+    """EpicMe (restarted in place of `shipped`, which it replaces) and the SDK without auth, each
+    under callgrind, sent the same request (see harness/instructions.py)."""
+    title = "#### Instructions per request (callgrind, c=1)\n\n"
+    if not instructions.available():
+        return title + "Skipped: valgrind is not installed (`apt-get install valgrind`).\n"
+    suite.stop(shipped)  # its port, which the token's audience and the Host check name
+    servers = [
+        Server("EpicMe as shipped", shipped.script, shipped.port, shipped.args, cores={SERVER_CORE}),
+        Server("SDK MCPServer, no auth, sent EpicMe's request", "sdk_server.py", free_port(), ["--auth", "none"]),
+    ]
+    servers[1].cores = {LOAD_CORE}  # both start at once, one per core: counts do not depend on it
+    for server in servers:
+        server.log_dir = suite.run_dir
+        under_callgrind_out = suite.run_dir / f"callgrind.{server.port}"
+        instructions.under_callgrind(server, under_callgrind_out).start()
+        suite.servers.append(server)
+    print("\nCounting instructions under callgrind (the servers start slowly) ...", flush=True)
+    for server in servers:
+        server.wait_ready("/healthcheck" if server.script == shipped.script else "/", instructions.STARTUP_TIMEOUT)
+    counts = [instructions.count(server, request, suite.run_dir / f"callgrind.{server.port}") for server in servers]
+    for server in servers:
+        suite.stop(server)
+    baseline = counts[1].per_request
+    rows = [[c.name, f"{c.per_request:,}", f"{baseline / c.per_request:.2f}x"] for c in counts]
+    return (
+        title
+        + table(["server", "instructions per request", "SDK / server"], rows)
+        + "\n\nThe whole process is counted (uvicorn, h11, the event loop, the app) over 200 sequential"
+        " requests after 30 unmeasured ones. The count is the same for the same build whatever the"
+        " machine is doing, so the last column is the CPU ratio without the noise of the tables above;"
+        " it leaves out cache misses and the like, which time includes.\n"
+    )
 
 
 def _median(values: Iterable[float]) -> float:

@@ -1,0 +1,86 @@
+"""Instructions per request, counted by valgrind's callgrind: a measure the machine's load cannot move.
+
+Requests per second on a shared 2-core machine swing by 10-15% between rounds, more than the
+differences being measured. callgrind counts the instructions a process executes, which stay the
+same for the same build and the same requests whatever else the machine is doing. Each server runs
+whole (uvicorn, h11, the event loop, the app) under callgrind with instrumentation off while it
+starts; it is switched on (`callgrind_control -i on`) after warm-up requests, the counters are
+zeroed, `count` sequential requests are sent on one connection (c=1), and the counters are dumped
+and read.
+
+Instructions are not time (cache misses and branch mispredictions are not counted), so this is a
+second opinion on the CPU ratio, not a substitute for requests per second.
+"""
+
+from __future__ import annotations
+
+import shutil
+import subprocess
+from dataclasses import dataclass
+from pathlib import Path
+
+import httpx2
+
+from harness import load
+from harness.procs import Server
+
+STARTUP_TIMEOUT = 600.0  # a server starts several times slower under valgrind
+
+
+@dataclass(frozen=True)
+class Count:
+    name: str
+    per_request: int
+
+
+def available() -> bool:
+    return shutil.which("valgrind") is not None and shutil.which("callgrind_control") is not None
+
+
+def under_callgrind(server: Server, out: Path) -> Server:
+    """`server`, to be started under callgrind with instrumentation off until asked."""
+    server.wrapper = [
+        "valgrind",
+        "--tool=callgrind",
+        "--instr-atstart=no",
+        f"--callgrind-out-file={out}",
+    ]
+    server.env = {**server.env, "PYTHONHASHSEED": "0"}  # the same dict layouts in every run
+    return server
+
+
+def count(server: Server, request: load.Request, out: Path, *, warmup: int = 30, requests: int = 200) -> Count:
+    """Instructions per request of a started server (see under_callgrind)."""
+    assert server.process is not None
+    pid = str(server.process.pid)
+    with httpx2.Client(base_url=server.url, timeout=120) as client:
+
+        def send() -> None:
+            response = client.request(request.method, request.path, headers=request.headers, content=request.body)
+            if response.status_code != request.status or request.expect not in response.text:
+                raise RuntimeError(f"{server.name} answered {response.status_code}: {response.text[:300]}")
+
+        for _ in range(warmup):
+            send()
+        _control("--instr=on", pid)
+        _control("--zero", pid)
+        for _ in range(requests):
+            send()
+        _control("--dump", pid)
+    # Dumps are numbered <out>.1, <out>.2, ...: the newest is this one.
+    dumps = [path for path in out.parent.glob(out.name + ".*") if path.suffix[1:].isdigit()]
+    if not dumps:
+        raise RuntimeError(f"callgrind wrote no dump for {server.name}")
+    newest = max(dumps, key=lambda path: int(path.suffix[1:]))
+    return Count(server.name, _summary(newest.read_text()) // requests)
+
+
+def _control(option: str, pid: str) -> None:
+    subprocess.run(["callgrind_control", option, pid], check=True, capture_output=True, timeout=120)  # noqa: S603,S607
+
+
+def _summary(dump: str) -> int:
+    for line in dump.splitlines():
+        if line.startswith(("summary:", "totals:")):
+            return int(line.split()[1])
+    raise RuntimeError("a callgrind dump without totals")
