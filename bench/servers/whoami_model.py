@@ -1,5 +1,5 @@
 """The `whoami` answer every baseline contender returns: the same fields, names and shape as
-EpicMe's `whoami` (epicme.journal.server.WhoAmI), so each server serializes the same result."""
+EpicMe's `whoami` (epicme.journal.wire.WhoAmI), so each server serializes the same result."""
 
 from __future__ import annotations
 

@@ -46,8 +46,7 @@ from mcp_types import (
     ToolAnnotations,
 )
 from mcp_types.version import is_version_at_least
-from pydantic import BaseModel, ConfigDict, Field
-from pydantic.alias_generators import to_camel
+from pydantic import BaseModel, Field
 
 from epicme import __version__
 from epicme.journal.permissions import PROMPT_SCOPES, RESOURCE_SCOPES, TOOL_SCOPES
@@ -59,7 +58,29 @@ from epicme.journal.service import (
     JournalError,
     JournalService,
     NotFound,
-    Tag,
+)
+from epicme.journal.wire import (
+    CLEARABLE,
+    UNCHANGED,
+    ContentArg,
+    DeleteConfirmation,
+    DeleteOutcome,
+    DescriptionArg,
+    EntryIdArg,
+    EntryList,
+    EntryOut,
+    EntrySummary,
+    EntryTags,
+    LocationArg,
+    MoodArg,
+    TagIdArg,
+    TagList,
+    TagNameArg,
+    TagOut,
+    TitleArg,
+    WeatherArg,
+    WhoAmI,
+    summary_fields,
 )
 from epicme.oauth.scopes import effective_scopes, format_scope, has_scopes
 from epicme.resource_server.principal import PRINCIPAL_SCOPE_KEY, Principal, current_principal
@@ -176,121 +197,6 @@ def _state_principal(ctx: ServerRequestContext[Any, Any]) -> str | None:
     # confirmed deletion) cannot be replayed under another user's token.
     principal = principal_from_request(ctx)
     return json.dumps([principal.user_id, principal.client_id]) if principal is not None else None
-
-
-# ---- wire shapes ---------------------------------------------------------------------------------
-
-
-class _Wire(BaseModel):
-    model_config = ConfigDict(alias_generator=to_camel, validate_by_name=True, validate_by_alias=True)
-
-
-class TagRef(_Wire):
-    id: int
-    name: str
-
-
-class TagOut(_Wire):
-    id: int
-    name: str
-    description: str | None
-    created_at: int = Field(description="Unix seconds")
-    updated_at: int = Field(description="Unix seconds")
-
-    @classmethod
-    def of(cls, tag: Tag) -> TagOut:
-        return cls(
-            id=tag.id,
-            name=tag.name,
-            description=tag.description,
-            created_at=tag.created_at,
-            updated_at=tag.updated_at,
-        )
-
-
-class EntrySummary(_Wire):
-    id: int
-    title: str
-    mood: str | None
-    location: str | None
-    weather: str | None
-    is_private: bool
-    is_favorite: bool
-    created_at: int = Field(description="Unix seconds")
-    updated_at: int = Field(description="Unix seconds")
-    tags: list[TagRef]
-
-
-class EntryOut(EntrySummary):
-    content: str
-
-    @classmethod
-    def of(cls, entry: Entry, tags: Sequence[Tag]) -> EntryOut:
-        return cls(**_summary_fields(entry, tags), content=entry.content)
-
-
-class EntryList(_Wire):
-    entries: list[EntrySummary]
-    total: int = Field(description="How many entries match, across all pages")
-    limit: int
-    offset: int
-
-
-class TagList(_Wire):
-    tags: list[TagOut]
-
-
-class EntryTags(_Wire):
-    entry_id: int
-    tags: list[TagOut]
-
-
-class DeleteOutcome(_Wire):
-    deleted: bool
-    id: int
-    message: str
-
-
-class WhoAmI(_Wire):
-    user_id: str
-    email: str | None
-    client_id: str | None
-    scopes: list[str] = Field(description="Scopes granted to this access token")
-
-
-class DeleteConfirmation(BaseModel):
-    """What the user answers when asked to confirm a deletion (an elicitation form)."""
-
-    confirm: bool = Field(description="Yes, delete it permanently")
-
-
-def _summary_fields(entry: Entry, tags: Sequence[Tag]) -> dict[str, Any]:
-    return {
-        "id": entry.id,
-        "title": entry.title,
-        "mood": entry.mood,
-        "location": entry.location,
-        "weather": entry.weather,
-        "is_private": entry.is_private,
-        "is_favorite": entry.is_favorite,
-        "created_at": entry.created_at,
-        "updated_at": entry.updated_at,
-        "tags": [TagRef(id=tag.id, name=tag.name) for tag in tags],
-    }
-
-
-# Tool parameters. Names are camelCase on the wire, so the Python parameters carry those names.
-EntryIdArg = Annotated[int, Field(description="The entry's id (see list_entries)")]
-TagIdArg = Annotated[int, Field(description="The tag's id (see list_tags)")]
-TitleArg = Annotated[str, Field(description="Entry title, at most 500 characters")]
-ContentArg = Annotated[str, Field(description="Entry text, at most 100,000 characters")]
-MoodArg = Annotated[str | None, Field(description="How the user felt, at most 100 characters")]
-LocationArg = Annotated[str | None, Field(description="Where it happened, at most 200 characters")]
-WeatherArg = Annotated[str | None, Field(description="The weather, at most 100 characters")]
-TagNameArg = Annotated[str, Field(description="Tag name, unique among the user's tags, at most 100 characters")]
-DescriptionArg = Annotated[str | None, Field(description="What the tag is for, at most 1,000 characters")]
-_UNCHANGED = " Omit to leave unchanged."
-_CLEARABLE = " Omit to leave unchanged; an empty string clears it."
 
 
 # ---- error translation ---------------------------------------------------------------------------
@@ -544,7 +450,7 @@ def _add_entry_tools(server: MCPServer[Any], journal: JournalService) -> None:
             page = await journal.list_entries(principal.user_id, tag_id=tagId, limit=limit, offset=offset)
             tags = await journal.tags_by_entry(principal.user_id, (e.id for e in page.entries))
         return EntryList(
-            entries=[EntrySummary(**_summary_fields(e, tags.get(e.id, []))) for e in page.entries],
+            entries=[EntrySummary(**summary_fields(e, tags.get(e.id, []))) for e in page.entries],
             total=page.total,
             limit=page.limit,
             offset=page.offset,
@@ -554,13 +460,13 @@ def _add_entry_tools(server: MCPServer[Any], journal: JournalService) -> None:
     async def update_entry(
         ctx: Context[Any, Any],
         id: EntryIdArg,
-        title: Annotated[str | None, Field(description="New title." + _UNCHANGED)] = None,
-        content: Annotated[str | None, Field(description="New text." + _UNCHANGED)] = None,
-        mood: Annotated[str | None, Field(description="New mood." + _CLEARABLE)] = None,
-        location: Annotated[str | None, Field(description="New location." + _CLEARABLE)] = None,
-        weather: Annotated[str | None, Field(description="New weather." + _CLEARABLE)] = None,
-        isPrivate: Annotated[bool | None, Field(description="Keep private or not." + _UNCHANGED)] = None,
-        isFavorite: Annotated[bool | None, Field(description="Favourite or not." + _UNCHANGED)] = None,
+        title: Annotated[str | None, Field(description="New title." + UNCHANGED)] = None,
+        content: Annotated[str | None, Field(description="New text." + UNCHANGED)] = None,
+        mood: Annotated[str | None, Field(description="New mood." + CLEARABLE)] = None,
+        location: Annotated[str | None, Field(description="New location." + CLEARABLE)] = None,
+        weather: Annotated[str | None, Field(description="New weather." + CLEARABLE)] = None,
+        isPrivate: Annotated[bool | None, Field(description="Keep private or not." + UNCHANGED)] = None,
+        isFavorite: Annotated[bool | None, Field(description="Favourite or not." + UNCHANGED)] = None,
     ) -> EntryOut:
         """Change some fields of a journal entry; the fields left out stay as they are."""
         principal = require_principal(ctx, *TOOL_SCOPES["update_entry"])
@@ -627,8 +533,8 @@ def _add_tag_tools(server: MCPServer[Any], journal: JournalService) -> None:
     async def update_tag(
         ctx: Context[Any, Any],
         id: TagIdArg,
-        name: Annotated[str | None, Field(description="New name." + _UNCHANGED)] = None,
-        description: Annotated[str | None, Field(description="New description." + _CLEARABLE)] = None,
+        name: Annotated[str | None, Field(description="New name." + UNCHANGED)] = None,
+        description: Annotated[str | None, Field(description="New description." + CLEARABLE)] = None,
     ) -> TagOut:
         """Rename a tag or change its description."""
         principal = require_principal(ctx, *TOOL_SCOPES["update_tag"])
