@@ -25,11 +25,11 @@ from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import NameOID
 
 from epicme.authorization_server import client_metadata
+from epicme.authorization_server.address_guard import is_forbidden_address
+from epicme.authorization_server.client_document import ClientDocument
 from epicme.authorization_server.client_metadata import (
-    ClientDocument,
     ClientMetadataFetcher,
     cache_seconds,
-    is_forbidden_address,
     is_metadata_document_client_id,
 )
 from epicme.config import Settings

@@ -24,64 +24,32 @@ itself is never logged.
 from __future__ import annotations
 
 import asyncio
-import ipaddress
-import json
 import logging
-import socket
 import ssl
 import time
 from collections import OrderedDict
-from collections.abc import Awaitable, Callable
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any
 from urllib.parse import SplitResult, urlsplit
 
 import httpx2
 
+from epicme.authorization_server.address_guard import Resolver, is_forbidden_address, system_resolver
+from epicme.authorization_server.client_document import ClientDocument, parse_json_object, refuse, validate_document
 from epicme.config import Settings
-from epicme.oauth.errors import InvalidClient, InvalidRedirectUri
-from epicme.oauth.redirect_uris import check_redirect_uri
+from epicme.oauth.errors import InvalidClient
 
 logger = logging.getLogger(__name__)
 
-IPAddress = ipaddress.IPv4Address | ipaddress.IPv6Address
-Resolver = Callable[[str, int], Awaitable[list[str]]]
 
 MAX_CLIENT_ID_LENGTH = 2000
-MAX_REDIRECT_URIS = 20
-MAX_TEXT_LENGTH = 200
-MAX_URL_LENGTH = 2000
 # Cache lifetimes, each capped by `cache_max_age`: without a Cache-Control max-age, and the floor
 # for any max-age, so a client cannot make every authorization request re-fetch its document.
 DEFAULT_CACHE_SECONDS = 300
 MIN_CACHE_SECONDS = 60
-GRANT_TYPES = ("authorization_code", "refresh_token")
-# CIMD draft, Client Metadata: no shared secret can be established with a document, so these methods
-# (and any other built on a shared symmetric secret) MUST NOT be used.
-SHARED_SECRET_METHODS = frozenset({"client_secret_basic", "client_secret_post", "client_secret_jwt"})
 USER_AGENT = "EpicMe-CIMD/1.0"
 
-_CGNAT = ipaddress.IPv4Network("100.64.0.0/10")
-_NAT64 = ipaddress.IPv6Network("64:ff9b::/96")
-_NAT64_LOCAL = ipaddress.IPv6Network("64:ff9b:1::/48")
 _DOT_SEGMENTS = frozenset({".", "..", "%2e", "%2e%2e", ".%2e", "%2e."})
-
-
-@dataclass(frozen=True)
-class ClientDocument:
-    """A validated client metadata document, and how long it may be used without fetching again."""
-
-    client_id: str
-    client_name: str
-    redirect_uris: tuple[str, ...]
-    token_endpoint_auth_method: str
-    grant_types: tuple[str, ...]
-    response_types: tuple[str, ...]
-    scope: str | None
-    client_uri: str | None
-    logo_uri: str | None
-    fetched_at: float
-    expires_at: float
 
 
 # -- Which URLs are client metadata document URLs ----------------------------------------------------
@@ -127,213 +95,6 @@ def is_metadata_document_client_id(client_id: str, *, allow_http: bool = False) 
     With `allow_http` (development only) plain http URLs count too.
     """
     return _client_id_problem(client_id, allow_http=allow_http) is None
-
-
-# -- Which addresses may be fetched ----------------------------------------------------------------------
-
-
-def is_forbidden_address(address: str | IPAddress) -> bool:
-    """True if a fetch must not connect to `address`: anything but a public unicast address.
-
-    CIMD draft §6 (Server Side Request Forgery): the document URL is chosen by whoever starts an
-    authorization request, so it must not reach the server's own network: loopback, RFC 1918 and
-    unique-local (fc00::/7) ranges, link-local (169.254.0.0/16, holding cloud metadata services at
-    169.254.169.254, and fe80::/10), CGNAT (100.64.0.0/10), unspecified, multicast, reserved and
-    documentation ranges. An IPv6 address that embeds an IPv4 one (IPv4-mapped, 6to4, NAT64) is
-    judged by the embedded address.
-    """
-    try:
-        ip = ipaddress.ip_address(address) if isinstance(address, str) else address
-    except ValueError:
-        return True
-    if isinstance(ip, ipaddress.IPv6Address):
-        embedded = _embedded_ipv4(ip)
-        if embedded is not None:
-            return is_forbidden_address(embedded)
-        if ip in _NAT64_LOCAL or ip.is_site_local:
-            return True
-    elif ip in _CGNAT:
-        return True
-    return (
-        not ip.is_global
-        or ip.is_private
-        or ip.is_loopback
-        or ip.is_link_local
-        or ip.is_unspecified
-        or ip.is_multicast
-        or ip.is_reserved
-    )
-
-
-def _embedded_ipv4(ip: ipaddress.IPv6Address) -> ipaddress.IPv4Address | None:
-    if ip.ipv4_mapped is not None:
-        return ip.ipv4_mapped
-    if ip.sixtofour is not None:
-        return ip.sixtofour
-    if ip in _NAT64:
-        return ipaddress.IPv4Address(int(ip) & 0xFFFFFFFF)
-    return None
-
-
-async def _system_resolver(host: str, port: int) -> list[str]:
-    infos = await asyncio.get_running_loop().getaddrinfo(host, port, type=socket.SOCK_STREAM)
-    return list(dict.fromkeys(str(info[4][0]) for info in infos))
-
-
-# -- Validating the document -------------------------------------------------------------------------------
-
-
-def _refuse(message: str) -> InvalidClient:
-    return InvalidClient(f"Client metadata document: {message}")
-
-
-def _reject_duplicate_keys(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
-    # Two `client_id` members could be read differently by different parsers; refuse any duplicate.
-    result: dict[str, Any] = {}
-    for key, value in pairs:
-        if key in result:
-            raise ValueError(f"duplicate member {key!r}")
-        result[key] = value
-    return result
-
-
-def _reject_constant(name: str) -> Any:
-    raise ValueError(f"{name} is not JSON")
-
-
-def _parse_json_object(body: bytes) -> dict[str, Any]:
-    try:
-        # RFC 8259 §8.1: JSON exchanged between systems MUST be UTF-8.
-        text = body.decode("utf-8")
-    except UnicodeDecodeError:
-        raise _refuse("the body is not UTF-8.") from None
-    try:
-        value = json.loads(text, object_pairs_hook=_reject_duplicate_keys, parse_constant=_reject_constant)
-    except (ValueError, RecursionError):
-        raise _refuse("the body is not valid JSON.") from None
-    if not isinstance(value, dict):
-        # MCP Client Registration: the server MUST validate the document structure is valid JSON.
-        raise _refuse("the body must be a JSON object.")
-    return value
-
-
-def _required_text(document: dict[str, Any], name: str) -> str:
-    value = document.get(name)
-    if not isinstance(value, str) or not value.strip():
-        raise _refuse(f"{name} is required and must be a non-empty string.")
-    if len(value) > MAX_TEXT_LENGTH or any(ord(c) < 0x20 or ord(c) == 0x7F for c in value):
-        raise _refuse(f"{name} must be at most {MAX_TEXT_LENGTH} characters, without control characters.")
-    return value
-
-
-def _string_list(document: dict[str, Any], name: str, default: tuple[str, ...]) -> tuple[str, ...]:
-    value = document.get(name)
-    if value is None:
-        return default
-    if not isinstance(value, list) or not all(isinstance(item, str) for item in value):
-        raise _refuse(f"{name} must be an array of strings.")
-    return tuple(dict.fromkeys(value))
-
-
-def _redirect_uris(document: dict[str, Any], *, allow_insecure_http: bool) -> tuple[str, ...]:
-    uris = document.get("redirect_uris")
-    if not isinstance(uris, list) or not uris:
-        # MCP Client Registration: client_id, client_name and redirect_uris are required.
-        raise _refuse("redirect_uris is required and must be a non-empty array of strings.")
-    if len(uris) > MAX_REDIRECT_URIS:
-        raise _refuse(f"at most {MAX_REDIRECT_URIS} redirect_uris are accepted.")
-    checked: list[str] = []
-    for uri in uris:
-        try:
-            checked.append(check_redirect_uri(uri, allow_insecure_http=allow_insecure_http))
-        except InvalidRedirectUri as error:
-            raise _refuse(f"invalid redirect_uris entry: {error.description}") from None
-    return tuple(dict.fromkeys(checked))
-
-
-def _auth_method(document: dict[str, Any]) -> str:
-    method = document.get("token_endpoint_auth_method", "none")
-    if not isinstance(method, str):
-        raise _refuse("token_endpoint_auth_method must be a string.")
-    if method in SHARED_SECRET_METHODS:
-        # CIMD draft, Client Metadata: methods based on a shared secret MUST NOT be used.
-        raise _refuse(f"token_endpoint_auth_method {method} needs a shared secret, which a document cannot carry.")
-    if method != "none":
-        raise _refuse(f"token_endpoint_auth_method {method} is not supported here; use none (with PKCE).")
-    return method
-
-
-def _grants(document: dict[str, Any]) -> tuple[tuple[str, ...], tuple[str, ...]]:
-    # RFC 7591 §2 defaults; the same rules as dynamic registration.
-    grant_types = _string_list(document, "grant_types", ("authorization_code",))
-    unsupported = [grant for grant in grant_types if grant not in GRANT_TYPES]
-    if unsupported:
-        raise _refuse(f"unsupported grant_types: {', '.join(unsupported)}.")
-    if "authorization_code" not in grant_types:
-        raise _refuse("grant_types must include authorization_code.")
-    response_types = _string_list(document, "response_types", ("code",))
-    if response_types != ("code",):
-        raise _refuse("response_types must be ['code'].")
-    return grant_types, response_types
-
-
-def _optional_url(document: dict[str, Any], name: str, *, allow_http: bool) -> str | None:
-    value = document.get(name)
-    if value is None or value == "":
-        return None
-    schemes = ("https", "http") if allow_http else ("https",)
-    if not isinstance(value, str) or len(value) > MAX_URL_LENGTH:
-        raise _refuse(f"{name} must be an https URL.")
-    parts = urlsplit(value)
-    if parts.scheme not in schemes or not parts.hostname or "@" in parts.netloc:
-        # Shown to the user as a link or image on the consent page: never javascript: or data:.
-        raise _refuse(f"{name} must be an https URL.")
-    return value
-
-
-def _optional_scope(document: dict[str, Any]) -> str | None:
-    scope = document.get("scope")
-    if scope is None:
-        return None
-    if not isinstance(scope, str):
-        raise _refuse("scope must be a space-separated string.")
-    return scope
-
-
-def validate_document(
-    client_id: str,
-    document: dict[str, Any],
-    *,
-    fetched_at: float,
-    expires_at: float,
-    allow_http: bool = False,
-    allow_insecure_redirect_uris: bool = False,
-) -> ClientDocument:
-    """Check a parsed document against its URL; raise `InvalidClient` saying what is wrong."""
-    # CIMD draft, Client Metadata / MCP Client Registration: the document's client_id MUST match
-    # the URL it was fetched from by simple string comparison (RFC 3986 §6.2.1).
-    if document.get("client_id") != client_id:
-        raise _refuse("its client_id does not match the URL it was fetched from.")
-    if "client_secret" in document or "client_secret_expires_at" in document:
-        # CIMD draft, Client Metadata: client_secret and client_secret_expires_at MUST NOT be used.
-        raise _refuse("it must not contain client_secret or client_secret_expires_at.")
-    client_name = _required_text(document, "client_name")
-    redirect_uris = _redirect_uris(document, allow_insecure_http=allow_insecure_redirect_uris)
-    method = _auth_method(document)
-    grant_types, response_types = _grants(document)
-    return ClientDocument(
-        client_id=client_id,
-        client_name=client_name,
-        redirect_uris=redirect_uris,
-        token_endpoint_auth_method=method,
-        grant_types=grant_types,
-        response_types=response_types,
-        scope=_optional_scope(document),
-        client_uri=_optional_url(document, "client_uri", allow_http=allow_http),
-        logo_uri=_optional_url(document, "logo_uri", allow_http=allow_http),
-        fetched_at=fetched_at,
-        expires_at=expires_at,
-    )
 
 
 # -- HTTP caching --------------------------------------------------------------------------------------------
@@ -407,7 +168,7 @@ class ClientMetadataFetcher:
         self.allow_insecure_redirect_uris = allow_insecure_redirect_uris
         self.max_cache_entries = max_cache_entries
         self._clock = clock
-        self._resolve = resolver or _system_resolver
+        self._resolve = resolver or system_resolver
         self._cache: OrderedDict[str, ClientDocument] = OrderedDict()
         self._inflight: dict[str, asyncio.Task[ClientDocument]] = {}
         self._client = httpx2.AsyncClient(
@@ -488,12 +249,12 @@ class ClientMetadataFetcher:
             async with asyncio.timeout(self.timeout):
                 fetched = await self._get(parts)
         except TimeoutError:
-            raise _refuse(f"fetching it took longer than {self.timeout:g} s.") from None
+            raise refuse(f"fetching it took longer than {self.timeout:g} s.") from None
         now = self._clock()
         ttl = cache_seconds(fetched.cache_control, self.cache_max_age)
         return validate_document(
             client_id,
-            _parse_json_object(fetched.body),
+            parse_json_object(fetched.body),
             fetched_at=now,
             expires_at=now + ttl,
             allow_http=self.allow_http,
@@ -505,15 +266,15 @@ class ClientMetadataFetcher:
         try:
             addresses = await self._resolve(host, port)
         except OSError:
-            raise _refuse("its host name does not resolve.") from None
+            raise refuse("its host name does not resolve.") from None
         if not addresses:
-            raise _refuse("its host name does not resolve.")
+            raise refuse("its host name does not resolve.")
         if not self.allow_private_addresses:
             forbidden = [address for address in addresses if is_forbidden_address(address)]
             if forbidden:
                 # CIMD draft §6 SSRF. The address itself stays in the log, not in the response.
                 logger.warning("Client metadata host %r resolves to non-public %s", host, forbidden)
-                raise _refuse("its host resolves to a private, loopback or otherwise non-public address.")
+                raise refuse("its host resolves to a private, loopback or otherwise non-public address.")
         return addresses
 
     async def _get(self, parts: SplitResult) -> _Fetched:
@@ -527,7 +288,7 @@ class ClientMetadataFetcher:
             except httpx2.ConnectError as error:
                 last_error = error  # Try the next checked address.
         logger.info("Client metadata host %r: could not connect: %s", host, last_error)
-        raise _refuse("could not connect to its host.")
+        raise refuse("could not connect to its host.")
 
     async def _get_from(self, parts: SplitResult, host: str, address: str, port: int) -> _Fetched:
         # Connect to the address checked above, never to the name (which could now resolve elsewhere);
@@ -542,7 +303,7 @@ class ClientMetadataFetcher:
                 extensions={"sni_hostname": host},
             )
         except (httpx2.InvalidURL, ValueError):
-            raise _refuse("its URL cannot be requested.") from None
+            raise refuse("its URL cannot be requested.") from None
         try:
             response = await self._client.send(request, stream=True)
         except httpx2.ConnectError:
@@ -551,7 +312,7 @@ class ClientMetadataFetcher:
             raise TimeoutError from None
         except httpx2.HTTPError as error:
             logger.info("Client metadata host %r: %s", host, error)
-            raise _refuse("the request to its URL failed.") from None
+            raise refuse("the request to its URL failed.") from None
         try:
             self._check_response(response)
             return _Fetched(await self._read_body(response), response.headers.get("Cache-Control"))
@@ -561,18 +322,18 @@ class ClientMetadataFetcher:
     def _check_response(self, response: httpx2.Response) -> None:
         status = response.status_code
         if 300 <= status < 400:
-            raise _refuse(f"its URL answered with a redirect (HTTP {status}); redirects are not followed.")
+            raise refuse(f"its URL answered with a redirect (HTTP {status}); redirects are not followed.")
         if status != 200:
             # CIMD draft, Client Information Discovery: any status but 200 is an error.
-            raise _refuse(f"its URL answered HTTP {status}, not 200.")
+            raise refuse(f"its URL answered HTTP {status}, not 200.")
         if not _is_json_media_type(response.headers.get("Content-Type")):
-            raise _refuse("its Content-Type must be application/json.")
+            raise refuse("its Content-Type must be application/json.")
         encoding = response.headers.get("Content-Encoding", "identity").strip().lower()
         if encoding not in ("", "identity"):
-            raise _refuse("it must not be sent with a Content-Encoding.")
+            raise refuse("it must not be sent with a Content-Encoding.")
         declared = response.headers.get("Content-Length")
         if declared is not None and declared.strip().isdigit() and int(declared) > self.max_bytes:
-            raise _refuse(f"it is too large (more than {self.max_bytes} bytes).")
+            raise refuse(f"it is too large (more than {self.max_bytes} bytes).")
 
     async def _read_body(self, response: httpx2.Response) -> bytes:
         body = bytearray()
@@ -580,10 +341,10 @@ class ClientMetadataFetcher:
             async for chunk in response.aiter_raw():
                 body += chunk
                 if len(body) > self.max_bytes:
-                    raise _refuse(f"it is too large (more than {self.max_bytes} bytes).")
+                    raise refuse(f"it is too large (more than {self.max_bytes} bytes).")
         except httpx2.TimeoutException:
             raise TimeoutError from None
         except httpx2.HTTPError as error:
             logger.info("Client metadata: reading the body failed: %s", error)
-            raise _refuse("reading it failed.") from None
+            raise refuse("reading it failed.") from None
         return bytes(body)
