@@ -5,8 +5,8 @@ differences being measured. callgrind counts the instructions a process executes
 same for the same build and the same requests whatever else the machine is doing. Each server runs
 whole (uvicorn, h11, the event loop, the app) under callgrind with instrumentation off while it
 starts; it is switched on (`callgrind_control -i on`) after warm-up requests, the counters are
-zeroed, `count` sequential requests are sent on one connection (c=1), and the counters are dumped
-and read.
+zeroed, a fixed number of requests is sent (from one connection, or several at once), and the
+counters are dumped once every answer is in.
 
 Instructions are not time (cache misses and branch mispredictions are not counted), so this is a
 second opinion on the CPU ratio, not a substitute for requests per second.
@@ -14,6 +14,7 @@ second opinion on the CPU ratio, not a substitute for requests per second.
 
 from __future__ import annotations
 
+import asyncio
 import shutil
 import subprocess
 from dataclasses import dataclass
@@ -49,30 +50,44 @@ def under_callgrind(server: Server, out: Path) -> Server:
     return server
 
 
-def count(server: Server, request: load.Request, out: Path, *, warmup: int = 30, requests: int = 200) -> Count:
-    """Instructions per request of a started server (see under_callgrind)."""
+def count(
+    server: Server, request: load.Request, out: Path, *, concurrency: int = 1, warmup: int = 32, requests: int = 256
+) -> Count:
+    """Instructions per request of a started server (see under_callgrind), with `concurrency`
+    clients sending `requests` requests in all (a whole number each)."""
     assert server.process is not None
     pid = str(server.process.pid)
-    with httpx2.Client(base_url=server.url, timeout=120) as client:
-
-        def send() -> None:
-            response = client.request(request.method, request.path, headers=request.headers, content=request.body)
-            if response.status_code != request.status or request.expect not in response.text:
-                raise RuntimeError(f"{server.name} answered {response.status_code}: {response.text[:300]}")
-
-        for _ in range(warmup):
-            send()
-        _control("--instr=on", pid)
-        _control("--zero", pid)
-        for _ in range(requests):
-            send()
-        _control("--dump", pid)
+    asyncio.run(_drive(server, request, warmup, concurrency))
+    _control("--instr=on", pid)
+    _control("--zero", pid)
+    sent = asyncio.run(_drive(server, request, requests, concurrency))
+    _control("--dump", pid)
     # Dumps are numbered <out>.1, <out>.2, ...: the newest is this one.
     dumps = [path for path in out.parent.glob(out.name + ".*") if path.suffix[1:].isdigit()]
     if not dumps:
         raise RuntimeError(f"callgrind wrote no dump for {server.name}")
     newest = max(dumps, key=lambda path: int(path.suffix[1:]))
-    return Count(server.name, _summary(newest.read_text()) // requests)
+    return Count(server.name, _summary(newest.read_text()) // sent)
+
+
+async def _drive(server: Server, request: load.Request, total: int, concurrency: int) -> int:
+    """Sends `total` requests (rounded down to a multiple of `concurrency`) from `concurrency`
+    connections at once, every answer checked; returns how many were sent. Every request has been
+    answered when this returns, so a dump taken then counts exactly these."""
+    each = total // concurrency
+    limits = httpx2.Limits(max_connections=concurrency, max_keepalive_connections=concurrency)
+    async with httpx2.AsyncClient(base_url=server.url, timeout=300, limits=limits) as client:
+
+        async def client_loop() -> None:
+            for _ in range(each):
+                response = await client.request(
+                    request.method, request.path, headers=request.headers, content=request.body
+                )
+                if response.status_code != request.status or request.expect not in response.text:
+                    raise RuntimeError(f"{server.name} answered {response.status_code}: {response.text[:300]}")
+
+        await asyncio.gather(*(client_loop() for _ in range(concurrency)))
+    return each * concurrency
 
 
 def _control(option: str, pid: str) -> None:
