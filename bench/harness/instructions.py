@@ -8,7 +8,9 @@ starts; it is switched on (`callgrind_control -i on`) after warm-up requests, th
 zeroed, a fixed number of requests is sent (from one connection, or several at once), and the
 counters are dumped once every answer is in.
 
-Instructions are not time (cache misses and branch mispredictions are not counted), so this is a
+callgrind also simulates the caches (`--cache-sim=yes`): misses per request in a model of this
+machine's L1 and last-level caches, with the process alone on them. Neither figure is time (real
+caches are shared with other processes, and branch mispredictions are not counted), so this is a
 second opinion on the CPU ratio, not a substitute for requests per second.
 """
 
@@ -31,7 +33,8 @@ STARTUP_TIMEOUT = 600.0  # a server starts several times slower under valgrind
 @dataclass(frozen=True)
 class Count:
     name: str
-    per_request: int
+    per_request: int  # instructions
+    misses: dict[str, float]  # simulated cache misses per request, by callgrind's event name
 
 
 def available() -> bool:
@@ -44,6 +47,7 @@ def under_callgrind(server: Server, out: Path) -> Server:
         "valgrind",
         "--tool=callgrind",
         "--instr-atstart=no",
+        "--cache-sim=yes",  # simulated caches: misses, as deterministic as the instructions
         f"--callgrind-out-file={out}",
     ]
     server.env = {**server.env, "PYTHONHASHSEED": "0"}  # the same dict layouts in every run
@@ -67,7 +71,9 @@ def count(
     if not dumps:
         raise RuntimeError(f"callgrind wrote no dump for {server.name}")
     newest = max(dumps, key=lambda path: int(path.suffix[1:]))
-    return Count(server.name, _summary(newest.read_text()) // sent)
+    events = _events(newest.read_text())
+    misses = {name: value / sent for name, value in events.items() if name != "Ir"}
+    return Count(server.name, events["Ir"] // sent, misses)
 
 
 async def _drive(server: Server, request: load.Request, total: int, concurrency: int) -> int:
@@ -94,8 +100,12 @@ def _control(option: str, pid: str) -> None:
     subprocess.run(["callgrind_control", option, pid], check=True, capture_output=True, timeout=120)  # noqa: S603,S607
 
 
-def _summary(dump: str) -> int:
+def _events(dump: str) -> dict[str, int]:
+    """The dump's totals by event name (Ir, and with the cache simulation D1mr, DLmr, ...)."""
+    names: list[str] = []
     for line in dump.splitlines():
-        if line.startswith(("summary:", "totals:")):
-            return int(line.split()[1])
+        if line.startswith("events:"):
+            names = line.split()[1:]
+        elif line.startswith(("summary:", "totals:")) and names:
+            return dict(zip(names, map(int, line.split()[1:]), strict=False))
     raise RuntimeError("a callgrind dump without totals")
