@@ -55,25 +55,45 @@ def under_callgrind(server: Server, out: Path) -> Server:
 
 
 def count(
-    server: Server, request: load.Request, out: Path, *, concurrency: int = 1, warmup: int = 32, requests: int = 256
+    server: Server,
+    request: load.Request,
+    out: Path,
+    *,
+    concurrency: int = 1,
+    warmup: int = 32,
+    requests: int = 256,
+    windows: int = 2,
 ) -> Count:
     """Instructions per request of a started server (see under_callgrind), with `concurrency`
-    clients sending `requests` requests in all (a whole number each)."""
+    clients sending `requests` requests in all (a whole number each), in each of `windows`
+    measurements one after the other; the lowest is kept. A time-based cache that expires inside a
+    window (EpicMe's 60 s e-mail cache, say) is refilled in it, by every request in flight at
+    once; at callgrind's pace, 50 or more times slower, that would weigh 50 times what it does in
+    real time, and it falls in one window, not both."""
     assert server.process is not None
     pid = str(server.process.pid)
     asyncio.run(_drive(server, request, warmup, concurrency))
     _control("--instr=on", pid)
-    _control("--zero", pid)
-    sent = asyncio.run(_drive(server, request, requests, concurrency))
-    _control("--dump", pid)
+    best: Count | None = None
+    for _ in range(windows):
+        _control("--zero", pid)
+        sent = asyncio.run(_drive(server, request, requests, concurrency))
+        _control("--dump", pid)
+        counted = _count(server.name, out, sent)
+        best = counted if best is None or counted.per_request < best.per_request else best
+    assert best is not None
+    return best
+
+
+def _count(name: str, out: Path, sent: int) -> Count:
     # Dumps are numbered <out>.1, <out>.2, ...: the newest is this one.
     dumps = [path for path in out.parent.glob(out.name + ".*") if path.suffix[1:].isdigit()]
     if not dumps:
-        raise RuntimeError(f"callgrind wrote no dump for {server.name}")
+        raise RuntimeError(f"callgrind wrote no dump for {name}")
     newest = max(dumps, key=lambda path: int(path.suffix[1:]))
     events = _events(newest.read_text())
-    misses = {name: value / sent for name, value in events.items() if name != "Ir"}
-    return Count(server.name, events["Ir"] // sent, misses)
+    misses = {event: value / sent for event, value in events.items() if event != "Ir"}
+    return Count(name, events["Ir"] // sent, misses)
 
 
 async def _drive(server: Server, request: load.Request, total: int, concurrency: int) -> int:

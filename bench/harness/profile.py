@@ -277,8 +277,10 @@ def instruction_section(suite: Suite, shipped: Server, request: load.Request) ->
             ],
             rows,
         )
-        + "\n\nThe whole process is counted (uvicorn, h11, the event loop, the app) over 256 requests"
-        " after 32 unmeasured ones, from one connection or 16 at once. The count is the same for the"
+        + "\n\nThe whole process is counted (uvicorn, h11, the event loop, the app), per request over"
+        " 256 requests after 32 unmeasured ones, from one connection or 16 at once; the lower of two"
+        " such windows, so that a time-based cache expiring in one (callgrind runs 50 times slower"
+        " than real time) does not weigh 50 times its real cost. The count is the same for the"
         " same build whatever the machine is doing, so `SDK / server` is the CPU ratio without the"
         " noise of the tables above. Misses are callgrind's cache simulation (this machine's cache"
         " sizes, the process alone on them), also the same from run to run; real caches are shared.\n"
