@@ -106,8 +106,8 @@ class ResourceApp(Starlette):
 
     `/mcp` carries nearly every request. Its stack is the same middleware as every other route
     (CORS, catch-all, body limit) around the bearer gate, which answers every error itself; going
-    straight to it skips Starlette's error middleware, router and exception middleware, whose
-    frames every `await` inside the SDK would pass through again.
+    straight to it skips Starlette's error middleware, router and exception middleware: frames
+    and `send` wrappers each request would otherwise pass through.
 
     A `GET` of a discovery document that is at hand is sent from its bytes (web/documents.py), with
     the headers the full stack would add; anything else about those paths goes the full way."""
