@@ -133,11 +133,7 @@ def answered_before_the_endpoint(reply: Reply) -> bool:
 
 def oauth_json_endpoint(reply: Reply, vocabulary: Collection[str], success: Collection[int]) -> dict[str, Any] | None:
     """Common shape of /token, /register, /revoke, /introspect. Returns the JSON body of a success."""
-    if reply.status == 405:
-        method_not_allowed(reply)
-        return None
-    if reply.status == 413:
-        too_large(reply)
+    if answered_before_the_endpoint(reply):
         return None
     if reply.method == "OPTIONS" and reply.status == 204:
         reply.check(reply.body == b"", "a preflight answer has a body")
