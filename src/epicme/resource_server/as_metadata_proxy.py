@@ -28,7 +28,7 @@ from epicme.resource_server.upstream import (
     UpstreamUnavailable,
     request_json,
 )
-from epicme.web.documents import Document
+from epicme.web.documents import Document, document_response
 
 OAUTH_METADATA_PATH = "/.well-known/oauth-authorization-server"
 OPENID_CONFIGURATION_PATH = "/.well-known/openid-configuration"
@@ -104,16 +104,12 @@ class AuthorizationServerMetadata:
     def fresh_document(self) -> Document | None:
         """The copy to serve without waiting (see ResourceApp), or None while there is none fresh."""
         fetched = self.cache.fresh()
-        if fetched is None:
-            return None
-        return Document(fetched.body, f"public, max-age={self.cache.seconds_fresh()}".encode())
+        return self._as_document(fetched) if fetched is not None else None
 
     async def serve(self, request: Request) -> Response:
         """`GET` either well-known path: the upstream document, unchanged. With no copy at all,
         UpstreamUnavailable propagates to the app's handler (502)."""
-        fetched = await self.document()
-        return Response(
-            fetched.body,
-            media_type="application/json",
-            headers={"Cache-Control": f"public, max-age={self.cache.seconds_fresh()}"},
-        )
+        return document_response(self._as_document(await self.document()))
+
+    def _as_document(self, fetched: Fetched) -> Document:
+        return Document(fetched.body, f"public, max-age={self.cache.seconds_fresh()}".encode())

@@ -16,7 +16,7 @@ from starlette.requests import Request
 from starlette.responses import Response
 
 from epicme.config import Settings
-from epicme.web.documents import Document
+from epicme.web.documents import Document, document_response
 
 MCP_PATH = "/mcp"
 PROTECTED_RESOURCE_PATH = "/.well-known/oauth-protected-resource"
@@ -57,6 +57,6 @@ def protected_resource_metadata_endpoint(document: Document) -> Callable[[Reques
     """The `GET` handler for the full stack (ResourceApp sends most GETs itself, the same bytes)."""
 
     async def endpoint(request: Request) -> Response:
-        return Response(document.body, media_type="application/json", headers={"Cache-Control": CACHE_CONTROL})
+        return document_response(document)
 
     return endpoint

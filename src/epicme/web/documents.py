@@ -13,6 +13,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import NamedTuple
 
+from starlette.responses import Response
 from starlette.types import Send
 
 from epicme.web.cors import CorsRule, encode_headers
@@ -49,3 +50,10 @@ async def send_document(send: Send, document: Document, extra_headers: list[tupl
         }
     )
     await send({"type": "http.response.body", "body": document.body})
+
+
+def document_response(document: Document) -> Response:
+    """The same document as a Starlette response, for the full stack (HEAD, a copy fetched now)."""
+    return Response(
+        document.body, media_type="application/json", headers={"Cache-Control": document.cache_control.decode()}
+    )
