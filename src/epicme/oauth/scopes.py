@@ -71,4 +71,5 @@ def _expand(granted: Iterable[str]) -> frozenset[str]:
 
 
 def has_scopes(granted: Iterable[str], required: Iterable[str]) -> bool:
-    return set(required) <= effective_scopes(granted)
+    needed = required if isinstance(required, frozenset | set) else set(required)
+    return needed <= effective_scopes(granted)

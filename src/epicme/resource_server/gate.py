@@ -35,7 +35,7 @@ from epicme.resource_server.origins import HostPolicy, OriginPolicy
 from epicme.resource_server.principal import PARSED_BODY_SCOPE_KEY, PRINCIPAL_SCOPE_KEY, Principal, current_principal
 from epicme.resource_server.upstream import UpstreamUnavailable
 from epicme.resource_server.verifier import TokenInvalid, TokenVerifier
-from epicme.web.asgi import BUFFERED_BODY_SCOPE_KEY, header, header_values, read_body, replaying
+from epicme.web.asgi import BUFFERED_BODY_SCOPE_KEY, read_body, replaying
 
 # What a JSON-RPC message needs: a set of scopes (maybe empty), or None when the gate has no
 # opinion (an unknown method, say: the SDK answers it).
@@ -48,6 +48,7 @@ _SCHEME = "bearer"
 _B64TOKEN = re.compile(r"[A-Za-z0-9\-._~+/]+=*")
 # JSON-RPC "Invalid Request"; the body carries no `id` (MCP streamable HTTP, Security Warning).
 _JSONRPC_INVALID_REQUEST = -32600
+_NO_SCOPES: frozenset[str] = frozenset()
 
 
 def bearer_token(authorization: str | None) -> str | None:
@@ -63,6 +64,23 @@ def bearer_token(authorization: str | None) -> str | None:
     if not space or _B64TOKEN.fullmatch(token) is None:
         raise TokenInvalid("The Authorization header does not hold a well-formed Bearer token.")
     return token
+
+
+def _gate_headers(headers: list[tuple[bytes, bytes]]) -> tuple[str | None, str | None, list[str]]:
+    """`Host` and `Origin` (the first of each) and every `Authorization`, in one pass over the raw
+    headers: the gate needs all three on every request."""
+    host: str | None = None
+    origin: str | None = None
+    authorizations: list[str] = []
+    for name, value in headers:
+        if name == b"authorization":
+            authorizations.append(value.decode("latin-1"))
+        elif name == b"host":
+            if host is None:
+                host = value.decode("latin-1")
+        elif name == b"origin" and origin is None:
+            origin = value.decode("latin-1")
+    return host, origin, authorizations
 
 
 def _transport_error(status: int, message: str) -> JSONResponse:
@@ -117,18 +135,17 @@ class BearerGate:
             if scope["type"] == "websocket":
                 await send({"type": "websocket.close", "code": 1008})
             return
-        if not self._hosts.is_allowed(header(scope, b"host")):
+        host, origin, authorizations = _gate_headers(scope["headers"])
+        if not self._hosts.is_allowed(host):
             # DNS rebinding: a page on another name reached us through a rebound address.
             response = _transport_error(421, "The Host header does not name this server.")
             await response(scope, receive, send)
             return
-        origin = header(scope, b"origin")
         if origin is not None and not self._origins.is_allowed(origin):
             # MCP streamable HTTP: a present, invalid Origin MUST get 403 Forbidden.
             await _transport_error(403, "This Origin may not use this server.")(scope, receive, send)
             return
 
-        authorizations = header_values(scope, b"authorization")
         principal = self._cached_principal(authorizations)
         if principal is None:
             principal = await self._authenticate(authorizations, scope, receive, send)
@@ -206,9 +223,11 @@ class BearerGate:
         try:
             parsed = pydantic_core.from_json(body)
         except ValueError:
-            return frozenset()
+            return _NO_SCOPES
         # Parsed once: the layers below read it from here instead of parsing the body again.
         scope[PARSED_BODY_SCOPE_KEY] = parsed
+        if isinstance(parsed, dict):  # one message: nearly every request
+            return self._required_scopes(parsed) or _NO_SCOPES
         messages = parsed if isinstance(parsed, list) else [parsed]
         needed: set[str] = set()
         for message in messages:

@@ -42,6 +42,13 @@ def _declares_json(scope: Scope) -> bool:
     return any(part.strip() == "application/json" for part in media_types)
 
 
+def screened_by_gate(scope: Scope) -> bool:
+    """Whether the gate's parse already shows the body is a plain JSON-RPC request, so that
+    `screen_body` has nothing to say: the hot path, without a coroutine or a header scan (whatever
+    the Content-Type, such a body goes to the SDK unchanged)."""
+    return _is_plain_request(scope.get(PARSED_BODY_SCOPE_KEY))
+
+
 async def screen_body(scope: Scope, receive: Receive, send: Send) -> Receive | None:
     """The `receive` to hand the SDK, or None once the request has been answered (a JSON-RPC error)
     or the client has gone. Only POST bodies declared as JSON are looked at."""

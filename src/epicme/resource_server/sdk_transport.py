@@ -31,7 +31,7 @@ from http import HTTPStatus
 from starlette.datastructures import MutableHeaders
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from epicme.resource_server.jsonrpc import screen_body
+from epicme.resource_server.jsonrpc import screen_body, screened_by_gate
 from epicme.web.asgi import send_json
 from epicme.web.errors import StoreOutageWatch, send_store_down
 
@@ -59,9 +59,11 @@ class SdkTransportGuard:
             body = _jsonrpc_error(405, b"This server offers no standalone event stream; send requests with POST.")
             await send_json(send, 405, body, [(b"allow", b"POST")])
             return
-        screened = await screen_body(scope, receive, send)
-        if screened is None:
-            return  # answered, or the client left
+        if not screened_by_gate(scope):
+            screened = await screen_body(scope, receive, send)
+            if screened is None:
+                return  # answered, or the client left
+            receive = screened
         held: Message | None = None  # the start of an error answer that is not JSON, until its end
         text: list[bytes] = []
         replaced = False  # by the 503 of a store outage: the SDK's own answer is dropped
@@ -97,6 +99,6 @@ class SdkTransportGuard:
             await send(message)
 
         with StoreOutageWatch() as watch:
-            await self.app(scope, screened, guarded_send)
+            await self.app(scope, receive, guarded_send)
         if held is not None:  # the app stopped mid-answer: finish it
             await send_held()

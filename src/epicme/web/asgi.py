@@ -34,11 +34,6 @@ def header(scope: Scope, name: bytes) -> str | None:
     return None
 
 
-def header_values(scope: Scope, name: bytes) -> list[str]:
-    """Every value of the request header `name` (lowercase), in order."""
-    return [value.decode("latin-1") for key, value in scope["headers"] if key == name]
-
-
 # Where BodyLimitMiddleware leaves the body it has buffered, so a layer after it can read it
 # without another pass through `receive` (which still replays it for the app).
 BUFFERED_BODY_SCOPE_KEY = "epicme.buffered_body"
