@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import asyncio
+
 import pytest
 import sqlalchemy as sa
 
@@ -177,6 +179,37 @@ async def test_tag_links(journal: JournalService, alice: str) -> None:
 async def test_user_email(journal: JournalService, alice: str) -> None:
     assert await journal.user_email(alice) == "alice@example.com"
     assert await journal.user_email("nobody") is None
+
+
+async def test_user_email_is_read_once_for_callers_arriving_together(db: Database, alice: str) -> None:
+    # When the cached copy is missing (or has just expired) under load, every call in flight for
+    # that user waits for one store read instead of each making its own.
+    journal = JournalService(db)
+    reads: list[str] = []
+
+    def count_user_reads(conn: object, cursor: object, statement: str, *args: object) -> None:
+        if "FROM users" in statement:
+            reads.append(statement)
+
+    sa.event.listen(db.engine.sync_engine, "before_cursor_execute", count_user_reads)
+    try:
+        answers = await asyncio.gather(*(journal.user_email(user) for user in [alice] * 16 + ["nobody"] * 16))
+        assert answers == ["alice@example.com"] * 16 + [None] * 16
+        assert len(reads) == 2  # one per user
+        assert await journal.user_email(alice) == "alice@example.com"
+        assert len(reads) == 2  # cached now
+    finally:
+        sa.event.remove(db.engine.sync_engine, "before_cursor_execute", count_user_reads)
+
+
+async def test_a_caller_leaving_does_not_cancel_the_read_others_wait_for(db: Database, alice: str) -> None:
+    journal = JournalService(db)
+    first = asyncio.ensure_future(journal.user_email(alice))
+    second = asyncio.ensure_future(journal.user_email(alice))
+    await asyncio.sleep(0)  # both are now waiting for the same read
+    first.cancel()
+    assert await second == "alice@example.com"
+    assert first.cancelled()
 
 
 async def test_id_completion_lists_only_own_ids(journal: JournalService, alice: str, bob: str) -> None:

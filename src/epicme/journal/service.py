@@ -11,6 +11,7 @@ second. Checking first gives the same clear error on both.
 
 from __future__ import annotations
 
+import asyncio
 import enum
 import time
 from collections.abc import Callable, Iterable, Sequence
@@ -185,17 +186,36 @@ class JournalService:
         # whoami is the call clients make most, and an e-mail never changes here: a short-lived
         # copy saves a store round trip per call. "" stands for "no such user" (external subjects).
         self._emails: ExpiringLRU[str, str] = ExpiringLRU(EMAIL_CACHE_SIZE)
+        self._email_lookups: dict[str, asyncio.Future[str]] = {}
 
     # ---- users -----------------------------------------------------------------------------
 
     async def user_email(self, user_id: str) -> str | None:
         cached = self._emails.get(user_id)
         if cached is None:
-            async with self._db.read() as conn:
-                email = await conn.scalar(select(users.c.email).where(users.c.id == user_id))
-            cached = str(email) if email is not None else ""
-            self._emails.put(user_id, cached, self._emails.now() + EMAIL_CACHE_SECONDS)
+            # One store read per user at a time: when the copy expires under load, every call in
+            # flight for that user waits for the same read instead of each making its own. Shielded,
+            # so a caller that goes away does not cancel the read the others are waiting for.
+            lookup = self._email_lookups.get(user_id)
+            if lookup is None:
+                lookup = asyncio.ensure_future(self._load_email(user_id))
+                self._email_lookups[user_id] = lookup
+                lookup.add_done_callback(lambda done: self._lookup_done(user_id, done))
+            cached = await asyncio.shield(lookup)
         return cached or None
+
+    async def _load_email(self, user_id: str) -> str:
+        async with self._db.read() as conn:
+            email = await conn.scalar(select(users.c.email).where(users.c.id == user_id))
+        found = str(email) if email is not None else ""
+        self._emails.put(user_id, found, self._emails.now() + EMAIL_CACHE_SECONDS)
+        return found
+
+    def _lookup_done(self, user_id: str, lookup: asyncio.Future[str]) -> None:
+        if self._email_lookups.get(user_id) is lookup:
+            del self._email_lookups[user_id]
+        if not lookup.cancelled():
+            lookup.exception()  # retrieved, so a failure nobody waited for is not logged as lost
 
     # ---- entries ---------------------------------------------------------------------------
 
