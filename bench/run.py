@@ -54,7 +54,7 @@ def parse(argv: list[str]) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("command", nargs="?", choices=["run", "profile"], default="run")
     parser.add_argument("--quick", action="store_true", help="smoke run: 1 round of 1 s runs, no quiet wait")
-    parser.add_argument("--rounds", type=int, help="rounds of the interleaved matrix (default 3)")
+    parser.add_argument("--rounds", type=int, help="rounds of the interleaved matrix (default 5)")
     parser.add_argument("--seconds", type=int, help="seconds per measured wrk run (default 3)")
     parser.add_argument("--warmup", type=int, help="seconds of unmeasured load before each run (default 1)")
     parser.add_argument("--concurrency", help="comma-separated connection counts (default 1,16,64)")
@@ -100,7 +100,7 @@ def run(args: argparse.Namespace) -> int:
     from harness import suite
 
     config = suite.Config(
-        rounds=args.rounds or (1 if args.quick else 3),
+        rounds=args.rounds or (1 if args.quick else 5),
         seconds=args.seconds or (1 if args.quick else 3),
         warmup=args.warmup if args.warmup is not None else (0 if args.quick else 1),
         concurrency=tuple(int(n) for n in args.concurrency.split(",")) if args.concurrency else (1, 16, 64),

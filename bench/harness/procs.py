@@ -23,10 +23,21 @@ SERVER_CORE = 0
 LOAD_CORE = 1
 
 
+_handed_out: set[int] = set()
+
+
 def free_port() -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
+    """A loopback port free now and never handed out before in this run. The port is only bound
+    later, by the server given it: the kernel may offer a port again in the meantime, and two
+    servers told the same port meant one failed to start while the other answered its readiness
+    check (an authorization server's 404 for a resource server's `/mcp`)."""
+    while True:
+        with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+            sock.bind(("127.0.0.1", 0))
+            port = int(sock.getsockname()[1])
+        if port not in _handed_out:
+            _handed_out.add(port)
+            return port
 
 
 def pin(pid: int, cores: set[int]) -> None:

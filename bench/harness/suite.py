@@ -37,7 +37,7 @@ PARTS = ("whoami", "verification", "discovery", "create_entry", "token", "cold_s
 
 @dataclass
 class Config:
-    rounds: int = 3
+    rounds: int = 5
     seconds: int = 3
     warmup: int = 1
     concurrency: tuple[int, ...] = (1, 16, 64)
