@@ -15,6 +15,8 @@ class ExpiringLRU(Generic[K, V]):
     """At most `max_size` entries (the least recently used goes first), and never an answer for
     an entry past the time it was stored `until`."""
 
+    __slots__ = ("_entries", "_max_size", "_wall_clock")  # read on every request's cache lookups
+
     def __init__(self, max_size: int, wall_clock: Callable[[], float] = time.time) -> None:
         self._entries: OrderedDict[K, tuple[V, float]] = OrderedDict()
         self._max_size = max_size

@@ -48,6 +48,8 @@ class OriginPolicy:
     """Origins allowed to call `/mcp` from a browser: those configured, plus any http(s) origin on
     a loopback host when `allow_loopback` (local tools such as the MCP Inspector)."""
 
+    __slots__ = ("_allow_loopback", "_allowed", "_decide")  # asked on every request
+
     def __init__(self, allowed: Iterable[str], *, allow_loopback: bool) -> None:
         self._allowed = frozenset(n for n in (normalize_origin(o) for o in allowed) if n is not None)
         self._allow_loopback = allow_loopback
@@ -90,6 +92,8 @@ class HostPolicy:
     host, any loopback host (the same machine under another name, e.g. 127.0.0.1 for localhost).
     Ports are not compared: a reverse proxy may forward under another port, and rebinding attacks
     are about the name."""
+
+    __slots__ = ("_decide", "_expected", "_loopback")  # asked on every request
 
     def __init__(self, resource_url: str) -> None:
         expected = urlsplit(resource_url).hostname or ""

@@ -48,6 +48,8 @@ def _is_json(headers: list[tuple[bytes, bytes]]) -> bool:
 
 
 class SdkTransportGuard:
+    __slots__ = ("app",)  # as BearerGate's
+
     def __init__(self, app: ASGIApp) -> None:
         self.app = app
 

@@ -69,6 +69,8 @@ class PrincipalCache(ExpiringLRU[str, Principal]):
     """Verified tokens, so a client's repeated calls cost a dict lookup. Bounded (least recently
     used goes first), keyed by the whole token, and never answers for a token past `until`."""
 
+    __slots__ = ()
+
     def __init__(self, max_size: int = TOKEN_CACHE_SIZE, wall_clock: Clock = time.time) -> None:
         super().__init__(max_size, wall_clock)
 

@@ -75,6 +75,8 @@ def encode_headers(headers: Iterable[tuple[str, str]]) -> list[tuple[bytes, byte
 
 
 class CorsMiddleware:
+    __slots__ = ("app", "policy")  # a dict per instance is one more cache line per request
+
     def __init__(self, app: ASGIApp, policy: CorsPolicy) -> None:
         self.app = app
         self.policy = policy

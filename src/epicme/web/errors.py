@@ -47,6 +47,8 @@ class CatchAllMiddleware:
     """The last resort, placed inside the CORS layer (Starlette's own 500 handler sits outside
     every middleware, so its answer would carry no CORS headers and a browser could not read it)."""
 
+    __slots__ = ("app",)  # a dict per instance is one more cache line per request
+
     def __init__(self, app: ASGIApp) -> None:
         self.app = app
 

@@ -18,6 +18,8 @@ class BodyLimitMiddleware:
     a request is either whole or refused.
     """
 
+    __slots__ = ("app", "max_bytes")  # a dict per instance is one more cache line per request
+
     def __init__(self, app: ASGIApp, max_bytes: int) -> None:
         self.app = app
         self.max_bytes = max_bytes
