@@ -112,7 +112,7 @@ def _sdk_user(principal: Principal, issuer: str) -> tuple[AuthenticatedUser, Aut
 
 class BearerGate:
     # Slots, not a __dict__: every request reads these, and each instance dict is one more place
-    # in memory to fetch (bench/README.md: EpicMe's extra time is mostly L2 misses).
+    # in memory to fetch (bench/README.md: much of EpicMe's extra time per request is L2 misses).
     __slots__ = ("_hosts", "_origins", "_required_scopes", "_settings", "_verifier", "app")
 
     def __init__(
