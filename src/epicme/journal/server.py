@@ -59,6 +59,7 @@ from epicme.journal.service import (
     JournalService,
     NotFound,
 )
+from epicme.journal.tracing import keep_spans_only_when_collected
 from epicme.journal.wire import (
     CLEARABLE,
     UNCHANGED,
@@ -371,6 +372,7 @@ def build_journal(db: Database, *, request_state_keys: Sequence[bytes | str] | N
         middleware=[middleware],
         request_state_security=RequestStateSecurity(keys=keys, bind_principal=_state_principal),
     )
+    keep_spans_only_when_collected(server.middleware)
     _add_entry_tools(server, journal)
     _add_tag_tools(server, journal)
     _add_resources(server, journal)
