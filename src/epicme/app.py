@@ -12,7 +12,6 @@ from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
 import uvicorn
-from mcp.server.streamable_http_manager import StreamableHTTPASGIApp
 from mcp.server.transport_security import TransportSecuritySettings
 from starlette.applications import Starlette
 from starlette.types import ASGIApp
@@ -22,7 +21,7 @@ from epicme.jobs import ensure_demo_account
 from epicme.journal.permissions import required_scopes
 from epicme.journal.server import build_journal
 from epicme.resource_server.app import build_resource_app
-from epicme.resource_server.sdk_transport import SdkTransportGuard
+from epicme.resource_server.sdk_transport import SdkTransportGuard, transport_handler
 from epicme.storage.database import Database
 from epicme.storage.migrations import migrate
 from epicme.storage.server_secrets import load_or_create_secret
@@ -46,7 +45,7 @@ async def build_mcp_server(settings: Settings, db: Database) -> Starlette:
     )
     # Only the transport itself: the SDK wraps it in a Starlette app of its own (router, error
     # middleware), which would run a second time inside ours on every call.
-    sdk_app = StreamableHTTPASGIApp(journal.session_manager)
+    sdk_app = transport_handler(journal.session_manager)
     # JSON-RPC 2.0 §5.1: a body that is not JSON, or not a JSON-RPC message, gets its own short error.
     # And where the SDK's transport would answer outside JSON-RPC, or not at all, a JSON-RPC error.
     # A tool that met a store outage answers 503 over HTTP, not 200 with a tool error.

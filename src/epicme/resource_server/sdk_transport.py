@@ -28,6 +28,7 @@ from __future__ import annotations
 import json
 from http import HTTPStatus
 
+from mcp.server.streamable_http_manager import StreamableHTTPASGIApp, StreamableHTTPSessionManager
 from starlette.datastructures import MutableHeaders
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
@@ -45,6 +46,18 @@ def _jsonrpc_error(status: int, text: bytes) -> bytes:
 
 def _is_json(headers: list[tuple[bytes, bytes]]) -> bool:
     return any(name == b"content-type" and value.startswith(b"application/json") for name, value in headers)
+
+
+def transport_handler(manager: StreamableHTTPSessionManager) -> ASGIApp:
+    """The SDK transport's own request handler, without the body limit the SDK puts in front of it.
+
+    That limit is the same `max_body_bytes` EpicMe's stack has already enforced (web/limits.py),
+    and it read and copied every body a second time: about 30,000 instructions a call
+    (bench/README.md). The handler is private to the SDK, so a release without it gets the public
+    entry, limit and all, instead of a server that does not start.
+    """
+    handler = getattr(manager, "_handle_request", None)
+    return handler if callable(handler) else StreamableHTTPASGIApp(manager)
 
 
 class SdkTransportGuard:
