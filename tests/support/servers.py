@@ -11,11 +11,20 @@ from contextlib import asynccontextmanager
 import uvicorn
 from starlette.types import ASGIApp
 
+_handed_out: set[int] = set()
+
 
 def free_port() -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
+    """A loopback port nobody listens on, and never one this test run handed out before: a port
+    given to a server that has not bound it yet is free again to the kernel, which could offer it
+    to the next caller, and then one of the two servers could not start."""
+    while True:
+        with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+            sock.bind(("127.0.0.1", 0))
+            port = int(sock.getsockname()[1])
+        if port not in _handed_out:
+            _handed_out.add(port)
+            return port
 
 
 class LiveServer:
@@ -38,11 +47,22 @@ class LiveServer:
         self._server = uvicorn.Server(config)
         # The test runner owns the signals.
         self._server.capture_signals = contextlib.nullcontext  # type: ignore[method-assign]
-        self._task = asyncio.create_task(self._server.serve())
+        self._task = asyncio.create_task(self._serve(self._server))
         while not self._server.started:
             if self._task.done():
-                self._task.result()
+                task, self._server, self._task = self._task, None, None
+                task.result()  # the RuntimeError of _serve
+                raise RuntimeError(f"uvicorn stopped before serving {self.url}")
             await asyncio.sleep(0.01)
+
+    async def _serve(self, server: uvicorn.Server) -> None:
+        try:
+            await server.serve()
+        except SystemExit as exc:
+            # uvicorn exits when it cannot start (a port taken, say). A SystemExit raised in a task
+            # stops the event loop itself, and with it every test after this one; an error fails
+            # this test alone, and says why.
+            raise RuntimeError(f"uvicorn could not serve {self.url} (exit status {exc.code})") from None
 
     async def stop(self) -> None:
         if self._server is not None and self._task is not None:
