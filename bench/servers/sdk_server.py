@@ -4,6 +4,9 @@
 `--auth pyjwt`: the naive baseline: the SDK's bearer middleware with a TokenVerifier that checks the
 ES256 signature, `iss`, `aud` and `exp` with PyJWT on every request, no cache. The JWKS is fetched
 once at start-up from `--jwks-url`.
+`--drop-span`: without the SDK's no-op OpenTelemetry span per request, dropped by the function
+EpicMe's journal uses (epicme.journal.tracing); for `profile`'s instruction count only, where it
+says what EpicMe's authentication and layers cost next to an SDK server treated alike.
 """
 
 from __future__ import annotations
@@ -20,6 +23,8 @@ from mcp.server.auth.provider import AccessToken
 from mcp.server.auth.settings import AuthSettings
 from mcp.server.mcpserver import MCPServer
 from whoami_model import ANNOTATIONS, DESCRIPTION, EMAIL, TITLE, WhoAmI
+
+from epicme.journal.tracing import keep_spans_only_when_collected
 
 ANONYMOUS_ID = "00000000-0000-4000-8000-000000000000"
 ALL_SCOPES = ["entries:read", "entries:write", "tags:read", "tags:write", "user:read"]
@@ -96,9 +101,12 @@ async def main() -> None:
     parser.add_argument("--issuer")
     parser.add_argument("--audience", help="the resource identifier tokens must name in `aud`")
     parser.add_argument("--jwks-url")
+    parser.add_argument("--drop-span", action="store_true")
     args = parser.parse_args()
     setup_logging(args.log_level)
     server = build(args.auth, args.issuer, args.audience, args.jwks_url)
+    if args.drop_span:
+        keep_spans_only_when_collected(server.middleware)
     app = server.streamable_http_app(stateless_http=True, json_response=True)
     await uvicorn_server(app, log_level=args.log_level).serve(sockets=[listening_socket(args.port)])
 
