@@ -43,8 +43,8 @@ async def build_mcp_server(settings: Settings, db: Database) -> Starlette:
         transport_security=TransportSecuritySettings(enable_dns_rebinding_protection=False),
         max_request_body_size=settings.max_body_bytes,
     )
-    # Only the transport itself: the SDK wraps it in a Starlette app of its own (router, error
-    # middleware), which would run a second time inside ours on every call.
+    # Only the transport's handler: the SDK wraps it in a Starlette app of its own (router, error
+    # middleware) and a body limit of its own, which our stack already is (see transport_handler).
     sdk_app = transport_handler(journal.session_manager)
     # JSON-RPC 2.0 §5.1: a body that is not JSON, or not a JSON-RPC message, gets its own short error.
     # And where the SDK's transport would answer outside JSON-RPC, or not at all, a JSON-RPC error.
