@@ -15,7 +15,7 @@ from urllib.parse import urlsplit
 from pydantic import Field, field_validator, model_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
-from epicme.oauth.scopes import ALL_SCOPES, BASELINE_SCOPES
+from epicme.oauth.scopes import ALL_SCOPES
 
 LOOPBACK_HOSTS = frozenset({"localhost", "127.0.0.1", "::1", "[::1]"})
 
@@ -90,7 +90,11 @@ class Settings(BaseSettings):
         default_factory=lambda: list(ALL_SCOPES), description="Scopes the servers advertise."
     )
     baseline_scopes: Annotated[list[str], NoDecode] = Field(
-        default_factory=lambda: list(BASELINE_SCOPES),
+        # Full use by default: clients ask for what the 401 names, the person decides on the
+        # consent page what the app gets, and one sign-in is enough. The read scopes alone are
+        # the least-privilege strategy, at the cost of a step-up (a second consent) on the first
+        # write, which some clients cannot do (README, "Scopes").
+        default_factory=lambda: list(ALL_SCOPES),
         description="Scopes named in a 401 challenge and granted when a client asks for none.",
     )
 

@@ -7,7 +7,7 @@ from typing import Any
 import pytest
 
 from epicme.journal.permissions import TOOL_SCOPES, required_scopes, resource_scopes, visible_tools
-from epicme.oauth.scopes import ALL_SCOPES, BASELINE_SCOPES
+from epicme.oauth.scopes import ALL_SCOPES, READ_SCOPES
 
 EXPECTED_TOOL_SCOPES = {
     "whoami": {"user:read"},
@@ -117,7 +117,7 @@ def test_methods_needing_only_a_valid_token(message: dict[str, Any]) -> None:
     [
         ((), set()),
         (
-            BASELINE_SCOPES,
+            READ_SCOPES,
             {"whoami", "get_entry", "list_entries", "get_tag", "list_tags"},
         ),
         (ALL_SCOPES, set(EXPECTED_TOOL_SCOPES)),

@@ -25,7 +25,7 @@ from epicme import __version__
 from epicme.journal.permissions import TOOL_SCOPES, visible_tools
 from epicme.journal.server import build_journal, principal_from_request
 from epicme.journal.service import JournalService
-from epicme.oauth.scopes import ALL_SCOPES, BASELINE_SCOPES
+from epicme.oauth.scopes import ALL_SCOPES, READ_SCOPES
 from epicme.resource_server.principal import PRINCIPAL_SCOPE_KEY, Principal, current_principal
 from epicme.storage.database import Database
 from tests.support.journal import JOURNAL_TOOLS as ALL_TOOLS
@@ -122,7 +122,7 @@ async def test_server_identity(server: MCPServer[Any], alice: str) -> None:
     ("scopes", "expected"),
     [
         (ALL_SCOPES, ALL_TOOLS),
-        (BASELINE_SCOPES, {"whoami", "get_entry", "list_entries", "get_tag", "list_tags"}),
+        (READ_SCOPES, {"whoami", "get_entry", "list_entries", "get_tag", "list_tags"}),
         (("entries:write",), {"create_entry", "get_entry", "list_entries", "update_entry", "delete_entry"}),
     ],
 )
@@ -347,7 +347,7 @@ async def test_another_users_ids_behave_as_missing(
 @pytest.mark.parametrize(
     ("scopes", "tool", "arguments", "missing"),
     [
-        (BASELINE_SCOPES, "create_entry", {"title": "t", "content": "c"}, "entries:write"),
+        (READ_SCOPES, "create_entry", {"title": "t", "content": "c"}, "entries:write"),
         (("entries:read",), "whoami", {}, "user:read"),
         (("entries:write",), "add_tag_to_entry", {"entryId": 1, "tagId": 1}, "tags:read"),
         (("tags:read", "user:read"), "delete_tag", {"id": 1}, "tags:write"),

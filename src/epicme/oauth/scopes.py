@@ -12,9 +12,9 @@ TAGS_READ = "tags:read"
 TAGS_WRITE = "tags:write"
 
 ALL_SCOPES: tuple[str, ...] = (USER_READ, ENTRIES_READ, ENTRIES_WRITE, TAGS_READ, TAGS_WRITE)
-# Enough to use the journal read-only: what a client is granted when it asks for nothing, and
-# what a 401 challenge suggests (MCP authorization: scope selection strategy).
-BASELINE_SCOPES: tuple[str, ...] = (USER_READ, ENTRIES_READ, TAGS_READ)
+# Enough to use the journal read-only: the minimal strategy an operator may choose for the 401
+# challenge (`EPICME_BASELINE_SCOPES`), and the scopes a person cannot untick on the consent page.
+READ_SCOPES: tuple[str, ...] = (USER_READ, ENTRIES_READ, TAGS_READ)
 
 DESCRIPTIONS: dict[str, str] = {
     USER_READ: "See your account's e-mail address",

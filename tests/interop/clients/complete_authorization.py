@@ -10,8 +10,8 @@ server redirected to, so the client's own callback server receives the code, as 
 browser.
 
 xdg-open runs it with stdout and stderr discarded, so when EPICME_AUTHORIZATION_LOG names a file,
-one JSON line per run is appended there: the authorization URL, the redirect, the callback's status,
-or the error. Exit code 0 when the callback answered 2xx.
+one JSON line per run is appended there: the authorization URL, how many consent pages it saw, the
+redirect, the callback's status, or the error. Exit code 0 when the callback answered 2xx.
 """
 
 from __future__ import annotations
@@ -63,6 +63,7 @@ async def complete(authorization_url: str) -> int:
         try:
             redirect = await browser.authorize(authorization_url, email, password)
         finally:
+            entry["consent_pages"] = len(browser.consent_pages)
             await browser.aclose()
         entry["redirect"] = redirect
         response = await _deliver(redirect)
