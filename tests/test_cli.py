@@ -55,8 +55,8 @@ def test_migrate_then_keys_rotate(tmp_path: Path) -> None:
     db = tmp_path / "e.db"
     migrated = epicme("migrate", db=db)
     assert migrated.returncode == 0
-    assert "applied 1: " in migrated.stdout and migrated.stdout.endswith("store is at version 2\n")
-    assert epicme("migrate", db=db).stdout == "store is at version 2\n"
+    assert "applied 1: " in migrated.stdout and migrated.stdout.endswith("store is at version 3\n")
+    assert epicme("migrate", db=db).stdout == "store is at version 3\n"
     rotated = epicme("keys", "rotate", db=db)
     assert rotated.returncode == 0
     assert re.match(r"new signing key \S+; previous keys stay published for 960 s", rotated.stdout)

@@ -501,7 +501,7 @@ async def test_no_scope_gets_baseline_and_offline_access_is_dropped_rfc6749_s3_3
     `offline_access` is accepted and dropped (refresh tokens come with the grant type)."""
     client_id = await register(sqlite_auth_server)
     tokens = await sqlite_auth_server.tokens_for(client_id, scope="")
-    assert tokens["scope"] == "user:read entries:read tags:read"
+    assert tokens["scope"] == "user:read entries:read entries:write tags:read tags:write"
     code = await sqlite_auth_server.code_for(client_id, scope="user:read offline_access", prompt="consent")
     response = await sqlite_auth_server.exchange(client_id, code)
     assert response.json()["scope"] == "user:read"

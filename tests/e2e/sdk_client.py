@@ -2,14 +2,16 @@
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Sequence
 from contextlib import asynccontextmanager
 
 import httpx2
 from mcp import Client
 from mcp.client.auth import OAuthClientProvider
+from mcp.client.session import ClientRequestContext, ElicitationFnT
 from mcp.client.streamable_http import streamable_http_client
 from mcp.shared.auth import AuthorizationCodeResult, OAuthClientInformationFull, OAuthClientMetadata, OAuthToken
+from mcp.types import ElicitRequestParams, ElicitResult
 
 from tests.support.browser import Browser, redirect_params
 
@@ -37,16 +39,19 @@ class MemoryStorage:
 class ScriptedUser:
     """Plays the user's part: opens the authorization URL, signs in, allows, hands back the code."""
 
-    def __init__(self, auth_server_url: str, email: str, password: str) -> None:
+    def __init__(self, auth_server_url: str, email: str, password: str, untick: Sequence[str] = ()) -> None:
         self.browser = Browser(auth_server_url)
         self.email = email
         self.password = password
+        # Scopes the person unticks on the first consent page (granular consent); later pages are allowed as shown.
+        self.untick = tuple(untick)
         self.authorization_urls: list[str] = []
         self._redirect: str | None = None
 
     async def open(self, authorization_url: str) -> None:
+        untick = self.untick if not self.authorization_urls else ()
         self.authorization_urls.append(authorization_url)
-        self._redirect = await self.browser.authorize(authorization_url, self.email, self.password)
+        self._redirect = await self.browser.authorize(authorization_url, self.email, self.password, untick=untick)
 
     async def callback(self) -> AuthorizationCodeResult:
         assert self._redirect is not None
@@ -55,9 +60,18 @@ class ScriptedUser:
         return AuthorizationCodeResult(code=params["code"], state=params.get("state"), iss=params.get("iss"))
 
 
+async def confirm_deletions(context: ClientRequestContext, params: ElicitRequestParams) -> ElicitResult:
+    """The person's answer when the journal asks to confirm a deletion: yes."""
+    return ElicitResult(action="accept", content={"confirm": True})
+
+
 @asynccontextmanager
 async def connect(
-    mcp_url: str, user: ScriptedUser, storage: MemoryStorage | None = None, client_name: str = "SDK test client"
+    mcp_url: str,
+    user: ScriptedUser,
+    storage: MemoryStorage | None = None,
+    client_name: str = "SDK test client",
+    elicitation_callback: ElicitationFnT | None = None,
 ) -> AsyncIterator[Client]:
     provider = OAuthClientProvider(
         server_url=mcp_url,
@@ -73,6 +87,6 @@ async def connect(
     )
     async with (
         httpx2.AsyncClient(auth=provider, timeout=30) as http,
-        Client(streamable_http_client(mcp_url, http_client=http)) as client,
+        Client(streamable_http_client(mcp_url, http_client=http), elicitation_callback=elicitation_callback) as client,
     ):
         yield client

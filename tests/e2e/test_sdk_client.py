@@ -8,7 +8,7 @@ import httpx2
 import jwt
 
 from tests.e2e.conftest import ALICE, BOB, System, SystemFactory
-from tests.e2e.sdk_client import MemoryStorage, ScriptedUser, connect
+from tests.e2e.sdk_client import MemoryStorage, ScriptedUser, confirm_deletions, connect
 from tests.support.journal import JOURNAL_TOOLS
 
 
@@ -19,28 +19,56 @@ def _structured(result: object) -> dict[str, object]:
 
 
 async def test_sdk_client_discovers_authorizes_and_uses_the_journal(system: System) -> None:
+    """One sign-in and one consent screen carry the client through reading and writing: the 401
+    names every scope the journal needs, and the person allows them all."""
     user = ScriptedUser(system.auth_server.url, *ALICE)
     storage = MemoryStorage()
-    async with connect(system.mcp_url, user, storage) as client:
+    async with connect(system.mcp_url, user, storage, elicitation_callback=confirm_deletions) as client:
         tools = {tool.name for tool in (await client.list_tools()).tools}
         assert tools == JOURNAL_TOOLS
         me = _structured(await client.call_tool("whoami", {}))
         assert me["email"] == ALICE[0]
-        assert len(user.authorization_urls) == 1
-        # Writing needs entries:write, which the first grant lacks: the SDK steps up by itself.
         created = _structured(await client.call_tool("create_entry", {"title": "First", "content": "Hello"}))
+        tag = _structured(await client.call_tool("create_tag", {"name": "firsts"}))
+        tagged = _structured(await client.call_tool("add_tag_to_entry", {"entryId": created["id"], "tagId": tag["id"]}))
+        assert [item["name"] for item in tagged["tags"]] == ["firsts"]  # type: ignore[union-attr]
+        deleted = _structured(await client.call_tool("delete_entry", {"id": created["id"]}))
+        assert deleted["deleted"] is True, deleted
         listed = _structured(await client.call_tool("list_entries", {}))
-        assert [entry["id"] for entry in listed["entries"]] == [created["id"]]  # type: ignore[index, union-attr]
+        assert listed["entries"] == []
 
-    # First the scopes the 401 challenge named, then their union with the 403's.
-    assert len(user.authorization_urls) == 2
-    first, second = (dict(httpx2.URL(url).params) for url in user.authorization_urls)
-    assert first["scope"] == "user:read entries:read tags:read"
-    assert set(second["scope"].split()) == {"user:read", "entries:read", "tags:read", "entries:write"}
+    assert len(user.authorization_urls) == len(user.browser.consent_pages) == 1
+    first = dict(httpx2.URL(user.authorization_urls[0]).params)
+    assert first["scope"] == "user:read entries:read entries:write tags:read tags:write"
     assert storage.tokens is not None
     claims = jwt.decode(storage.tokens.access_token, options={"verify_signature": False})
     assert claims["aud"] == system.mcp_url
     assert claims["iss"] == system.auth_server.url
+
+
+async def test_an_unticked_write_scope_is_stepped_up_to_on_first_write(system: System) -> None:
+    """The person unticks `entries:write`: reading works, the first write gets `403
+    insufficient_scope`, the SDK authorizes again, the page asks only for the new scope, and the
+    write then succeeds on the same grant."""
+    user = ScriptedUser(system.auth_server.url, *ALICE, untick=["entries:write"])
+    storage = MemoryStorage()
+    async with connect(system.mcp_url, user, storage) as client:
+        assert _structured(await client.call_tool("whoami", {}))["email"] == ALICE[0]
+        assert storage.tokens is not None and "entries:write" not in (storage.tokens.scope or "").split()
+        assert _structured(await client.call_tool("create_tag", {"name": "allowed"}))["name"] == "allowed"
+        created = _structured(await client.call_tool("create_entry", {"title": "Stepped up", "content": "Later."}))
+        assert created["title"] == "Stepped up"
+    assert len(user.authorization_urls) == len(user.browser.consent_pages) == 2
+    second_page = user.browser.consent_pages[1]
+    asked_now = second_page.split("</details>")[-1]
+    assert "<details" in second_page and asked_now.count("<code>") == 1 and "<code>entries:write" in asked_now
+    assert set((storage.tokens.scope or "").split()) == {
+        "user:read",
+        "entries:read",
+        "entries:write",
+        "tags:read",
+        "tags:write",
+    }
 
 
 async def test_step_up_from_a_read_only_grant_to_writing(system_factory: SystemFactory) -> None:

@@ -15,7 +15,7 @@ from .conftest import ResourceServer, StartResourceServer
 from .fakes import tool_call
 
 PING = {"jsonrpc": "2.0", "id": 1, "method": "ping"}
-BASELINE = "user:read entries:read tags:read"
+BASELINE = "user:read entries:read entries:write tags:read tags:write"
 MCP_PREFLIGHT_HEADERS = {
     "access-control-allow-methods": "GET, POST, DELETE, OPTIONS",
     "access-control-allow-headers": "authorization, content-type, mcp-protocol-version, mcp-session-id, "

@@ -23,7 +23,7 @@ PING = {"jsonrpc": "2.0", "id": 1, "method": "ping"}
 def expected_invalid(server: ResourceServer, description: str) -> str:
     return (
         f'Bearer realm="EpicMe", error="invalid_token", error_description="{description}", '
-        f'resource_metadata="{server.prm_url}", scope="user:read entries:read tags:read"'
+        f'resource_metadata="{server.prm_url}", scope="user:read entries:read entries:write tags:read tags:write"'
     )
 
 
@@ -35,7 +35,7 @@ async def assert_rejected(server: ResourceServer, token: str, description: str) 
         "error": "invalid_token",
         "error_description": description,
         "resource_metadata": server.prm_url,
-        "scope": "user:read entries:read tags:read",
+        "scope": "user:read entries:read entries:write tags:read tags:write",
     }
 
 

@@ -48,7 +48,7 @@ VERIFIER = "attack-suite-verifier-" + "v" * 30
 CHALLENGE = build_challenge(VERIFIER)
 STATE = "st-123"
 EVERY_SCOPE = " ".join(ALL_SCOPES)
-BASELINE = "user:read entries:read tags:read"
+BASELINE = "user:read entries:read entries:write tags:read tags:write"
 # Streamable HTTP: a POST must accept both JSON and an event stream.
 MCP_HEADERS = {"content-type": "application/json", "accept": "application/json, text/event-stream"}
 _FAST_HASHER = PasswordHasher(time_cost=1, memory_cost=1024, parallelism=1)

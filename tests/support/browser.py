@@ -81,8 +81,12 @@ class Browser:
         """Submit the consent form as a browser would: hidden fields, the checkboxes still ticked
         (disabled ones are never sent), and the button pressed."""
         action, fields, checkboxes = form_fields(consent_page.text, "/authorize")
-        data = [*fields.items(), ("decision", decision)]
-        data += [(name, value) for name, value, disabled in checkboxes if not disabled and value not in untick]
+        data: dict[str, str | list[str]] = {**fields, "decision": decision}
+        for name, value, disabled in checkboxes:
+            if not disabled and value not in untick:
+                ticked = data.setdefault(name, [])
+                assert isinstance(ticked, list)
+                ticked.append(value)
         return await self.http.post(urljoin(self.base_url, action), data=data)
 
     async def authorize(

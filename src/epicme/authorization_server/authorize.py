@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import time
 import uuid
+from collections.abc import Collection
 from urllib.parse import urlencode, urlsplit
 
 from starlette.requests import Request
@@ -17,6 +18,7 @@ from epicme.authorization_server.authorize_request import (
     build_redirect,
     validate,
 )
+from epicme.authorization_server.consent import GRANT_FIELD, ConsentPlan, ordered
 from epicme.authorization_server.context import ServerContext
 from epicme.authorization_server.login import read_form
 from epicme.authorization_server.pages import error_page, render
@@ -24,13 +26,13 @@ from epicme.config import is_loopback_host
 from epicme.oauth import errors
 from epicme.oauth.opaque import digest, new_secret
 from epicme.oauth.redirect_uris import is_loopback_redirect
-from epicme.oauth.scopes import DESCRIPTIONS, format_scope
+from epicme.oauth.scopes import format_scope, parse_scope
 from epicme.storage import grants, users
 from epicme.storage.grants import AuthorizationCode, Grant
 from epicme.storage.users import User
 
 # Form fields of the consent page that are not authorization request parameters.
-_CONSENT_FIELDS = ("csrf_token", "decision")
+_CONSENT_FIELDS = ("csrf_token", "decision", GRANT_FIELD)
 
 
 def _redirect(ctx: ServerContext, redirect_uri: str, params: dict[str, str | None]) -> Response:
@@ -51,27 +53,51 @@ def _return_to(request: AuthorizationRequest, *, drop_prompt: bool = False) -> s
     return f"{paths.AUTHORIZE}?{urlencode(params)}"
 
 
-async def _issue_code(ctx: ServerContext, request: AuthorizationRequest, user: User, *, remember: bool) -> Response:
+async def _issue_code(
+    ctx: ServerContext,
+    request: AuthorizationRequest,
+    user: User,
+    plan: ConsentPlan,
+    live: Grant | None,
+    *,
+    ticked: Collection[str] | None,
+) -> Response:
+    """Record the consent and issue a code. `ticked` is the consent form's checked optional scopes,
+    or None when the client was not asked again (everything it asked for was allowed before)."""
+    order = ctx.settings.scopes
+    granted = plan.granted(plan.optional if ticked is None else ticked, order)
+    scope = format_scope(plan.issued(granted, order))
     now = int(time.time())
     code = new_secret(32)
-    scope = format_scope(request.scopes)
-    grant = Grant(str(uuid.uuid4()), request.client.client_id, user.id, request.resource, scope, now, None)
-    record = AuthorizationCode(
-        code_hash=digest(code),
-        grant_id=grant.id,
-        client_id=request.client.client_id,
-        redirect_uri=request.redirect_uri,
-        redirect_uri_sent=request.redirect_uri_sent,
-        code_challenge=request.code_challenge,
-        scope=scope,
-        resource=request.resource,
-        expires_at=now + ctx.settings.authorization_code_ttl,
-        used_at=None,
-    )
+
+    def code_for(grant_id: str) -> AuthorizationCode:
+        return AuthorizationCode(
+            code_hash=digest(code),
+            grant_id=grant_id,
+            client_id=request.client.client_id,
+            redirect_uri=request.redirect_uri,
+            redirect_uri_sent=request.redirect_uri_sent,
+            code_challenge=request.code_challenge,
+            scope=scope,
+            resource=request.resource,
+            expires_at=now + ctx.settings.authorization_code_ttl,
+            used_at=None,
+        )
+
     async with ctx.db.write() as conn:
-        await grants.create_grant_with_code(conn, grant, record)
-        if remember:
-            await grants.save_consent(conn, user.id, request.client.client_id, scope, request.resource, now)
+        # One grant per person, client and resource: approving more adds to it.
+        extended = live is not None and await grants.extend_grant_with_code(
+            conn, live.id, format_scope(granted), code_for(live.id)
+        )
+        if not extended:
+            grant = Grant(
+                str(uuid.uuid4()), request.client.client_id, user.id, request.resource, format_scope(granted), now, None
+            )
+            await grants.create_grant_with_code(conn, grant, code_for(grant.id))
+        if ticked is not None:
+            consented = await grants.load_consent_scope(conn, user.id, request.client.client_id, request.resource)
+            remembered = format_scope(ordered([*consented, *granted], order))
+            await grants.save_consent(conn, user.id, request.client.client_id, remembered, request.resource, now)
     return _redirect(ctx, request.redirect_uri, {"code": code, "state": request.state})
 
 
@@ -90,7 +116,9 @@ def is_client_identity_assured(request: AuthorizationRequest) -> bool:
     return parts.scheme == "https" and not is_loopback_host(parts.hostname)
 
 
-def _consent_page(ctx: ServerContext, request: AuthorizationRequest, user: User, csrf_token: str) -> Response:
+def _consent_page(
+    ctx: ServerContext, request: AuthorizationRequest, user: User, plan: ConsentPlan, csrf_token: str
+) -> Response:
     redirect_parts = urlsplit(request.redirect_uri)
     redirect_host = redirect_parts.netloc or redirect_parts.scheme + ":"
     loopback_only = all(is_loopback_redirect(uri) for uri in request.client.redirect_uris) or is_loopback_host(
@@ -104,7 +132,9 @@ def _consent_page(ctx: ServerContext, request: AuthorizationRequest, user: User,
         client_id=request.client.client_id,
         redirect_host=redirect_host,
         loopback_only=loopback_only,
-        scopes=[{"name": scope, "description": DESCRIPTIONS.get(scope, scope)} for scope in request.scopes],
+        grant_field=GRANT_FIELD,
+        already=plan.rows("already"),
+        new=plan.rows("new"),
         params=request.params,
         csrf_token=csrf_token,
         authorize_path=paths.AUTHORIZE,
@@ -117,6 +147,7 @@ def _consent_page(ctx: ServerContext, request: AuthorizationRequest, user: User,
 async def authorize(request: Request, ctx: ServerContext) -> Response:
     decision: str | None = None
     csrf_token: object = None
+    ticked: set[str] = set()
     if request.method == "POST":
         form = await read_form(request)
         if form is None:
@@ -124,6 +155,7 @@ async def authorize(request: Request, ctx: ServerContext) -> Response:
         items = [(name, value) for name, value in form.multi_items() if isinstance(value, str)]
         fields = dict(items)
         decision, csrf_token = fields.get("decision"), fields.get("csrf_token")
+        ticked = {value for name, value in items if name == GRANT_FIELD}
         items = [(name, value) for name, value in items if name not in _CONSENT_FIELDS]
     else:
         items = list(request.query_params.multi_items())
@@ -146,7 +178,8 @@ async def authorize(request: Request, ctx: ServerContext) -> Response:
                 status_code=403,
             )
         if decision == "allow":
-            return await _issue_code(ctx, auth_request, user, remember=True)
+            live, plan = await _plan(ctx, auth_request, user)
+            return await _issue_code(ctx, auth_request, user, plan, live, ticked=ticked)
         denied = errors.AccessDenied("The user denied access.")
         return _error_redirect(ctx, RedirectError(denied, auth_request.redirect_uri, auth_request.state))
 
@@ -163,13 +196,14 @@ async def authorize(request: Request, ctx: ServerContext) -> Response:
 
     async with ctx.db.read() as conn:
         consented = await grants.load_consent_scope(conn, user.id, auth_request.client.client_id, auth_request.resource)
+    live, plan = await _plan(ctx, auth_request, user)
     if (
         auth_request.prompt != "consent"
         and set(auth_request.scopes) <= consented
         and is_client_identity_assured(auth_request)
     ):
         # The same user already allowed this client these scopes: not asked again.
-        return await _issue_code(ctx, auth_request, user, remember=False)
+        return await _issue_code(ctx, auth_request, user, plan, live, ticked=None)
     if auth_request.prompt == "none":
         return _error_redirect(
             ctx,
@@ -179,4 +213,12 @@ async def authorize(request: Request, ctx: ServerContext) -> Response:
                 auth_request.state,
             ),
         )
-    return _consent_page(ctx, auth_request, user, ctx.sessions.csrf_token(session))
+    return _consent_page(ctx, auth_request, user, plan, ctx.sessions.csrf_token(session))
+
+
+async def _plan(ctx: ServerContext, request: AuthorizationRequest, user: User) -> tuple[Grant | None, ConsentPlan]:
+    """The client's live grant, if any, and what the page asks beyond it."""
+    async with ctx.db.read() as conn:
+        live = await grants.load_live_grant(conn, user.id, request.client.client_id, request.resource)
+    already = parse_scope(live.scope) if live is not None else []
+    return live, ConsentPlan.of(request.scopes, already, ctx.settings.scopes)

@@ -68,6 +68,40 @@ async def create_grant_with_code(conn: AsyncConnection, grant: Grant, code: Auth
     await conn.execute(schema.authorization_codes.insert().values(**code.__dict__))
 
 
+async def extend_grant_with_code(conn: AsyncConnection, grant_id: str, scope: str, code: AuthorizationCode) -> bool:
+    """Widen a live grant to `scope` and hang a new code off it (incremental consent). False, and
+    nothing written, when the grant was revoked meanwhile."""
+    table = schema.grants
+    updated = await conn.execute(
+        table.update().where(and_(table.c.id == grant_id, table.c.revoked_at.is_(None))).values(scope=scope)
+    )
+    if updated.rowcount != 1:
+        return False
+    await conn.execute(schema.authorization_codes.insert().values(**code.__dict__))
+    return True
+
+
+async def load_live_grant(conn: AsyncConnection, user_id: str, client_id: str, resource: str) -> Grant | None:
+    """The newest unrevoked grant of this user to this client for this resource."""
+    table = schema.grants
+    row = (
+        await conn.execute(
+            select(table)
+            .where(
+                and_(
+                    table.c.user_id == user_id,
+                    table.c.client_id == client_id,
+                    table.c.resource == resource,
+                    table.c.revoked_at.is_(None),
+                )
+            )
+            .order_by(table.c.created_at.desc())
+            .limit(1)
+        )
+    ).first()
+    return Grant(**row._mapping) if row else None
+
+
 async def load_grant(conn: AsyncConnection, grant_id: str) -> Grant | None:
     row = (await conn.execute(select(schema.grants).where(schema.grants.c.id == grant_id))).first()
     return Grant(**row._mapping) if row else None

@@ -11,7 +11,7 @@ import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 
-from sqlalchemy import Connection, Table, select, text
+from sqlalchemy import Connection, Index, Table, select, text
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from epicme.storage import schema
@@ -38,6 +38,22 @@ def _create_tables(*tables: Table) -> Callable[[AsyncConnection], Awaitable[None
     return apply
 
 
+def _create_indexes(*indexes: Index) -> Callable[[AsyncConnection], Awaitable[None]]:
+    # A store created after the index joined its table's definition already has it.
+    def create(sync_conn: Connection) -> None:
+        for index in indexes:
+            index.create(sync_conn, checkfirst=True)
+
+    async def apply(conn: AsyncConnection) -> None:
+        await conn.run_sync(create)
+
+    return apply
+
+
+def _index(table: Table, name: str) -> Index:
+    return next(index for index in table.indexes if index.name == name)
+
+
 MIGRATIONS: tuple[Migration, ...] = (
     Migration(
         1,
@@ -56,6 +72,9 @@ MIGRATIONS: tuple[Migration, ...] = (
         ),
     ),
     Migration(2, "journal: entries, tags, entry_tags", _create_tables(schema.entries, schema.tags, schema.entry_tags)),
+    Migration(
+        3, "grants: look up a client's grant by user", _create_indexes(_index(schema.grants, "ix_grants_user_client"))
+    ),
 )
 
 LATEST_VERSION = MIGRATIONS[-1].version

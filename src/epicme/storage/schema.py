@@ -83,6 +83,8 @@ grants = Table(
     Column("scope", String(1000), nullable=False),
     Column("created_at", BigInteger, nullable=False),
     Column("revoked_at", BigInteger),
+    # The consent page looks up the grant a client already holds (incremental consent).
+    Index("ix_grants_user_client", "user_id", "client_id"),
 )
 
 authorization_codes = Table(
