@@ -2,15 +2,19 @@
 
 - `InteractiveNodeProcess`: a `NodeProcess` we can also write to (stdin is a pipe), with stderr
   read apart from stdout, for tools that speak a protocol on stdout.
-- `ScriptedUser`: the person at the browser; completes authorization URLs on our real pages.
-- `run_ts_sdk_client`: runs clients/ts_sdk_client.mjs and completes each `AUTHORIZE` it prints.
-- `StdioJsonRpc`: JSON-RPC over a process's stdio (how a desktop host talks to mcp-remote).
+- `ScriptedUser`: the person at the browser; completes authorization URLs on our real pages and
+  keeps each consent screen it saw.
+- `run_sdk_client`: runs clients/ts_sdk_client.mjs (SDK 1.x) or clients/ts_sdk_v2_client.mjs (SDK
+  v2) and completes each `AUTHORIZE` it prints.
+- `StdioJsonRpc`: JSON-RPC over a process's stdio (how a desktop host talks to mcp-remote),
+  answering the server's elicitation requests as the person would.
 - `browser_command`: a `BROWSER` for `xdg-open`, running clients/complete_authorization.py.
 - `obtain_token`: an access token through our own OAuth client (registration, PKCE, /token), for a
   tool that is handed a bearer header instead of doing OAuth itself.
 - `Traffic` / `recorded_system`: `running_system` with every HTTP exchange noted on the server side
   (method, path, status, and what matters of it: JSON-RPC method, challenge, grant, registration),
-  so a test can show and check what a client did: discovery, registration, sign-ins, step-up.
+  so a test can show and check what a client did: discovery, registration, sign-ins, tokens and
+  refreshes, step-up, every MCP request.
 """
 
 from __future__ import annotations
@@ -40,13 +44,19 @@ from epicme.config import Settings
 from epicme.storage.database import Database
 from tests.e2e import conftest as e2e
 from tests.interop.support import INTEROP_DIR, NODE_MODULES, NodeProcess, strip_ansi
-from tests.support.browser import Browser, redirect_params
+from tests.support.browser import Browser, form_fields, redirect_params
 
 CLIENTS_DIR = INTEROP_DIR / "clients"
 TS_SDK_CLIENT = CLIENTS_DIR / "ts_sdk_client.mjs"
+TS_SDK_V2_CLIENT = CLIENTS_DIR / "ts_sdk_v2_client.mjs"
 COMPLETE_AUTHORIZATION = CLIENTS_DIR / "complete_authorization.py"
-# What clients/ts_sdk_client.mjs creates; it is fixed there so the script keeps its two-argument contract.
-TS_SDK_ENTRY_TITLE = "Written by the MCP TypeScript SDK"
+# What the SDK clients write (fixed in the scripts, so they keep their two-argument contract).
+SDK_ENTRY_TITLES = {
+    TS_SDK_CLIENT: "Written by the MCP TypeScript SDK 1.x",
+    TS_SDK_V2_CLIENT: "Written by the MCP TypeScript SDK v2",
+}
+SDK_ENTRY_CONTENT = "Through streamable HTTP."
+SDK_TAG = {"name": "sdk", "description": "Entries written by an SDK client"}
 
 # Variables that make xdg-open look for a desktop (and a real browser) instead of `BROWSER`.
 DESKTOP_VARIABLES = (
@@ -205,17 +215,27 @@ class ScriptedUser:
     def requested_scopes(self) -> list[str | None]:
         return [redirect_params(url).get("scope") for url in self.authorization_urls]
 
+    @property
+    def consent_screens(self) -> list[list[str]]:
+        """For each consent page shown, the scopes the person may untick (checkboxes, ticked by default);
+        the required ones are shown as disabled checkboxes and not listed here."""
+        return [
+            [value for _, value, disabled in form_fields(page, "/authorize")[2] if not disabled]
+            for page in self.browser.consent_pages
+        ]
+
     async def aclose(self) -> None:
         await self.browser.aclose()
 
 
-async def run_ts_sdk_client(
-    mcp_url: str, redirect_uri: str, user: ScriptedUser, seconds: float
+async def run_sdk_client(
+    script: Path, mcp_url: str, redirect_uri: str, user: ScriptedUser, seconds: float, extra: Sequence[str] = ()
 ) -> tuple[dict[str, Any], InteractiveNodeProcess]:
-    """Run clients/ts_sdk_client.mjs to the end: each `AUTHORIZE <url>` is completed by `user` and
-    the redirect URL written back. Returns the `RESULT` object and the finished process."""
+    """Run an SDK client script (clients/journal_session.mjs has the contract) to the end: each
+    `AUTHORIZE <url>` is completed by `user` and the redirect URL written back. Returns the
+    `RESULT` object and the finished process."""
     deadline = time.monotonic() + seconds
-    async with InteractiveNodeProcess(TS_SDK_CLIENT, [mcp_url, redirect_uri]) as client:
+    async with InteractiveNodeProcess(script, [mcp_url, redirect_uri, *extra]) as client:
         index = 0
         while True:
             index, line = await client.wait_for(
@@ -230,20 +250,27 @@ async def run_ts_sdk_client(
                 assert redirect.startswith(redirect_uri + "?"), f"unexpected redirect {redirect}"
                 await client.write_line(redirect)
             elif kind == "ERROR":
-                raise AssertionError(f"ts_sdk_client.mjs failed: {payload}\n\n{client.transcript[-8000:]}")
+                raise AssertionError(f"{script.name} failed: {payload}\n\n{client.transcript[-8000:]}")
             else:
                 result = json.loads(payload)
                 exit_code = await client.wait(max(deadline - time.monotonic(), 5))
-                assert exit_code == 0, f"ts_sdk_client.mjs exited {exit_code}:\n{client.transcript[-8000:]}"
+                assert exit_code == 0, f"{script.name} exited {exit_code}:\n{client.transcript[-8000:]}"
                 return result, client
 
 
 class StdioJsonRpc:
-    """JSON-RPC 2.0 over a process's stdin/stdout, one message per line (MCP stdio transport)."""
+    """JSON-RPC 2.0 over a process's stdin/stdout, one message per line (MCP stdio transport).
+
+    The host's side: while it waits for an answer, a request from the server (`elicitation/create`,
+    a deletion to confirm) is answered as the person would, by accepting with `confirm: true`, and
+    kept in `elicitations`; any other server request gets a JSON-RPC error."""
 
     def __init__(self, process: InteractiveNodeProcess) -> None:
         self.process = process
         self._next_id = 0
+        self._seen = 0  # stdout lines already looked at for server requests
+        self.elicitations: list[dict[str, Any]] = []
+        self.server_requests: list[str] = []
 
     async def notify(self, method: str, params: dict[str, Any] | None = None) -> None:
         message: dict[str, Any] = {"jsonrpc": "2.0", "method": method}
@@ -253,19 +280,52 @@ class StdioJsonRpc:
 
     async def request(self, method: str, params: dict[str, Any] | None, seconds: float) -> dict[str, Any]:
         """The result of `method`; fails on a JSON-RPC error or when no answer comes in time."""
+        deadline = time.monotonic() + seconds
         self._next_id += 1
         request_id = self._next_id
         message: dict[str, Any] = {"jsonrpc": "2.0", "id": request_id, "method": method}
         if params is not None:
             message["params"] = params
-        start = len(self.process.lines)
         await self.process.write_line(json.dumps(message))
-        _, line = await self.process.wait_for(lambda text: _response_id(text) == request_id, seconds, start=start)
-        response = json.loads(line)
-        assert "error" not in response, f"{method} failed: {response['error']}\n\n{self.process.transcript[-8000:]}"
-        result = response["result"]
-        assert isinstance(result, dict), response
-        return result
+        while True:
+            index, line = await self.process.wait_for(
+                lambda text: _response_id(text) == request_id or _server_request(text) is not None,
+                deadline - time.monotonic(),
+                start=self._seen,
+            )
+            self._seen = index + 1
+            incoming = _server_request(line)
+            if incoming is not None:
+                await self._answer(incoming)
+                continue
+            response = json.loads(line)
+            assert "error" not in response, f"{method} failed: {response['error']}\n\n{self.process.transcript[-8000:]}"
+            result = response["result"]
+            assert isinstance(result, dict), response
+            return result
+
+    async def _answer(self, incoming: dict[str, Any]) -> None:
+        self.server_requests.append(str(incoming["method"]))
+        answer: dict[str, Any]
+        if incoming["method"] == "elicitation/create":
+            result = {"action": "accept", "content": {"confirm": True}}
+            self.elicitations.append({"params": incoming.get("params"), "answer": result})
+            answer = {"jsonrpc": "2.0", "id": incoming["id"], "result": result}
+        else:
+            error = {"code": -32601, "message": f"the host does not handle {incoming['method']}"}
+            answer = {"jsonrpc": "2.0", "id": incoming["id"], "error": error}
+        await self.process.write_line(json.dumps(answer))
+
+
+def _server_request(line: str) -> dict[str, Any] | None:
+    """The message on `line` if it is a request (method and id), else None."""
+    try:
+        message = json.loads(line)
+    except ValueError:
+        return None
+    if isinstance(message, dict) and "method" in message and "id" in message:
+        return message
+    return None
 
 
 def _response_id(line: str) -> object:
@@ -442,17 +502,31 @@ class Traffic:
                 for i, x in enumerate(authorizations)
                 if x.fields["state"] not in {y.fields["state"] for y in authorizations[:i]}
             ],
-            "token_requests": [x.note for x in self.matching("AS", "POST", "/token")],
+            "token_requests": [f"{x.note} -> {x.status}" for x in self.matching("AS", "POST", "/token")],
+            "refreshes": sum(
+                1 for x in self.matching("AS", "POST", "/token") if x.fields.get("grant_type") == "refresh_token"
+            ),
             "challenges": [
                 f"{x.status} {x.note}" for x in self.exchanges if x.service == "RS" and x.status in (401, 403)
             ],
+            "mcp_requests": [
+                f"{x.note} -> {x.status}" for x in self.exchanges if x.service == "RS" and x.method == "POST"
+            ],
         }
+
+    def tool_calls(self) -> list[tuple[str, int | None]]:
+        """Each `tools/call` the resource server received, as (tool name, HTTP status)."""
+        calls = []
+        for x in self.exchanges:
+            if x.service == "RS" and x.method == "POST":
+                calls += [(name, x.status) for name in x.fields.get("tools", [])]
+        return calls
 
 
 def _describe(exchange: Exchange, scope: Scope, body: bytes, challenge: str) -> None:
     notes: list[str] = []
     if exchange.service == "RS" and exchange.method == "POST":
-        notes.append(_jsonrpc_methods(body))
+        notes.append(_jsonrpc_methods(body, exchange.fields))
     if exchange.service == "AS" and exchange.path == "/authorize" and exchange.method == "GET":
         query = parse_qs(scope.get("query_string", b"").decode("latin-1"))
         exchange.fields = {"scope": query.get("scope", [None])[0], "state": query.get("state", [None])[0]}
@@ -476,7 +550,7 @@ def _describe(exchange: Exchange, scope: Scope, body: bytes, challenge: str) -> 
     exchange.note = " ".join(note for note in notes if note)
 
 
-def _jsonrpc_methods(body: bytes) -> str:
+def _jsonrpc_methods(body: bytes, fields: dict[str, Any]) -> str:
     try:
         parsed = json.loads(body)
     except ValueError:
@@ -489,6 +563,7 @@ def _jsonrpc_methods(body: bytes) -> str:
         name = str(message.get("method", "response"))
         params = message.get("params")
         if name == "tools/call" and isinstance(params, dict):
+            fields.setdefault("tools", []).append(str(params.get("name")))
             name += f" {params.get('name')}"
         names.append(name)
     return "[" + ", ".join(names) + "]"
