@@ -118,7 +118,9 @@ async def test_cors_preflight_answered_on_public_endpoints_fetch_standard(sqlite
         assert response.headers["access-control-allow-origin"] == "*", path
         assert response.headers["access-control-max-age"] == "86400", path
         assert response.headers["access-control-allow-methods"] == "GET, HEAD, POST, OPTIONS"
-        assert response.headers["access-control-allow-headers"] == "authorization, content-type, mcp-protocol-version"
+        assert response.headers["access-control-allow-headers"] == (
+            "authorization, content-type, mcp-protocol-version, mcp-session-id, last-event-id, mcp-method, mcp-name"
+        )
 
 
 async def test_cors_on_simple_get_fetch_standard(sqlite_auth_server: AuthServer) -> None:
@@ -155,6 +157,8 @@ async def test_healthcheck_and_unknown_path(sqlite_auth_server: AuthServer) -> N
     health = await sqlite_auth_server.http.get("/healthcheck")
     assert health.status_code == 200
     assert health.text == "OK"
-    missing = await sqlite_auth_server.http.get("/.well-known/oauth-protected-resource")
+    missing = await sqlite_auth_server.http.get("/.well-known/oauth-protected-resource", headers={"Origin": ORIGIN})
     assert missing.status_code == 404
     assert missing.text == "Not found"
+    # Readable cross-origin, so a browser client probing here sees a 404, not a CORS failure.
+    assert missing.headers["access-control-allow-origin"] == "*"

@@ -46,6 +46,8 @@ class Fake:
     raw_challenge: str | None = None
     # Authenticate first, look at Origin only afterwards (a request without a token never gets there).
     origin_check_after_auth: bool = False
+    # The request headers a discovery preflight may ask for; None: what clients send.
+    discovery_allow_headers: tuple[str, ...] | None = None
 
 
 def _loopback_origin(origin: str) -> bool:
@@ -128,7 +130,10 @@ def build(base: str, fake: Fake) -> Starlette:
     app = Starlette(routes=routes)
     if not fake.cors:
         return app
-    table: list[tuple[str, CorsRule]] = [("/.well-known/*", WELL_KNOWN_CORS), ("/token", oauth_rule)]
+    discovery_rule = WELL_KNOWN_CORS
+    if fake.discovery_allow_headers is not None:
+        discovery_rule = CorsRule(allow_methods=("GET", "HEAD", "OPTIONS"), allow_headers=fake.discovery_allow_headers)
+    table: list[tuple[str, CorsRule | None]] = [("/.well-known/*", discovery_rule), ("/token", oauth_rule)]
     table.append(("/register", oauth_rule))
     if fake.options_reach_auth:
         app.add_middleware(_DecorateOnly, rule=mcp_rule)

@@ -64,6 +64,11 @@ CASES: dict[str, tuple[Fake, dict[str, str]]] = {
             "cors.oauth-endpoints": "fail",
         },
     ),
+    "discovery preflight allowing only mcp-protocol-version (the seed's value)": (
+        # Browser clients send Content-Type on discovery GETs too (the MCP Inspector 0.22).
+        Fake(discovery_allow_headers=("mcp-protocol-version",)),
+        {"cors.discovery": "fail"},
+    ),
     "OPTIONS answered 401": (
         Fake(options_reach_auth=True),
         {"cors.mcp-preflight": "fail", "cors.max-age": "skip"},

@@ -17,7 +17,8 @@ def test_missing_token() -> None:
     c = challenge.missing_token(SETTINGS)
     assert c.status == 401
     assert c.www_authenticate == (
-        f'Bearer realm="EpicMe", resource_metadata="{PRM}", scope="user:read entries:read entries:write tags:read tags:write"'
+        f'Bearer realm="EpicMe", resource_metadata="{PRM}", '
+        'scope="user:read entries:read entries:write tags:read tags:write"'
     )
 
 

@@ -17,7 +17,9 @@ INSPECTOR = "http://localhost:6274"
 WELL_KNOWN_CORS = {
     "access-control-allow-origin": "*",
     "access-control-allow-methods": "GET, HEAD, OPTIONS",
-    "access-control-allow-headers": "mcp-protocol-version",
+    # What real clients send, on discovery GETs too (the Inspector 0.22 sends Content-Type).
+    "access-control-allow-headers": "authorization, content-type, mcp-protocol-version, mcp-session-id, "
+    "last-event-id, mcp-method, mcp-name",
 }
 PROBED = [
     "/.well-known/oauth-protected-resource/mcp",
@@ -31,14 +33,15 @@ def _cors(headers: httpx2.Headers) -> dict[str, str]:
 
 
 async def test_inspector_discovery_sequence_gets_cors_headers_on_every_step(rs: ResourceServer) -> None:
-    """Seed point 3: each preflight is answered 204 with `*` and Max-Age 86400; each GET carries `*`."""
+    """Seed point 3: each preflight is answered 204 with `*` and Max-Age 86400; each GET carries `*`.
+    The preflight asks for what the MCP Inspector 0.22 sends on a discovery GET."""
     for path in PROBED:
         preflight = await rs.client.options(
             path,
             headers={
                 "Origin": INSPECTOR,
                 "Access-Control-Request-Method": "GET",
-                "Access-Control-Request-Headers": "mcp-protocol-version",
+                "Access-Control-Request-Headers": "content-type,mcp-protocol-version",
             },
         )
         assert preflight.status_code == 204, path

@@ -32,22 +32,24 @@ from epicme.config import Settings
 from epicme.storage import grants
 from epicme.storage.database import Database, StoreUnavailable
 from epicme.storage.server_secrets import load_or_create_secret
-from epicme.web.cors import CorsMiddleware, CorsRule, path_policy
+from epicme.web.cors import CorsMiddleware, path_policy, public_rule
 from epicme.web.errors import EXCEPTION_HANDLERS, CatchAllMiddleware
+from epicme.web.favicon import FAVICON_PATH, favicon
 from epicme.web.limits import BodyLimitMiddleware
 
 log = logging.getLogger("epicme")
 Handler = Callable[[Request, ServerContext], Awaitable[Response]]
 
-# Browser-based clients call these from their own origin; none of them uses cookies, so `*` is
-# safe. The pages (authorize, login) are navigations, not CORS requests.
-_PUBLIC_CORS = CorsRule(
-    allow_methods=("GET", "HEAD", "POST", "OPTIONS"),
-    allow_headers=("authorization", "content-type", "mcp-protocol-version"),
-)
+# Browser-based clients call the metadata, registration, token and revocation endpoints from
+# their own origin; none of them uses cookies, so `*` is safe, and every other answer (a 404 for
+# a path a client probes) is readable too. The pages that use the sign-in cookie (authorize,
+# login, logout) are navigations, not CORS requests, and introspection is for resource servers
+# (RFC 7662 §4): those get no CORS headers.
 CORS_POLICY = path_policy(
-    (path, _PUBLIC_CORS)
-    for path in (paths.METADATA, paths.OPENID_CONFIGURATION, paths.JWKS, paths.TOKEN, paths.REGISTER, paths.REVOKE)
+    [
+        *((path, None) for path in (paths.AUTHORIZE, paths.LOGIN, paths.LOGOUT, paths.INTROSPECT)),
+        ("*", public_rule("GET", "HEAD", "POST", "OPTIONS")),
+    ]
 )
 
 
@@ -127,6 +129,7 @@ def build_authorization_app(ctx: ServerContext) -> Starlette:
         Route(paths.REVOKE, bind(revoke), methods=["POST"]),
         Route(paths.INTROSPECT, bind(introspect), methods=["POST"]),
         Route(paths.HEALTHCHECK, healthcheck, methods=["GET", "HEAD"]),
+        Route(FAVICON_PATH, favicon, methods=["GET", "HEAD"]),
     ]
     app = Starlette(
         routes=routes,

@@ -85,6 +85,12 @@ async def preflight(ctx: Context, url: str, method: str, headers: list[str]) -> 
     return await ctx.probe.request("OPTIONS", url, headers=sent)
 
 
+# What browser clients send on a discovery GET: the protocol version, and (the MCP Inspector 0.22,
+# among others) `Content-Type: application/json`, which is not safelisted with that value, so the
+# preflight asks for it too.
+DISCOVERY_REQUEST_HEADERS = ["content-type", "mcp-protocol-version"]
+
+
 def mcp_request_headers(spec: str) -> list[str]:
     """The non-safelisted headers a browser client's POST to the MCP endpoint carries."""
     if is_modern(spec):
@@ -119,11 +125,12 @@ async def discovery(ctx: Context) -> Verdict:
     problems: list[str] = []
     evidence: list[Evidence] = []
     for url in urls:
-        answer = await preflight(ctx, url, "GET", ["mcp-protocol-version"])
-        found = preflight_problems(answer, ctx.origin, "GET", ["mcp-protocol-version"])
+        answer = await preflight(ctx, url, "GET", DISCOVERY_REQUEST_HEADERS)
+        found = preflight_problems(answer, ctx.origin, "GET", DISCOVERY_REQUEST_HEADERS)
         problems += [f"OPTIONS {url}: {problem}" for problem in found]
         evidence.append(answer.evidence(*PREFLIGHT_SHOWN, sent=PREFLIGHT_SENT))
-        get = await ctx.probe.request("GET", url, headers={"Origin": ctx.origin, "MCP-Protocol-Version": ctx.spec})
+        sent = {"Origin": ctx.origin, "MCP-Protocol-Version": ctx.spec, "Content-Type": "application/json"}
+        get = await ctx.probe.request("GET", url, headers=sent)
         problem = origin_problem(get, ctx.origin)
         if problem:
             problems.append(f"GET {url}: {problem}")
@@ -132,7 +139,8 @@ async def discovery(ctx: Context) -> Verdict:
         return DISCOVERY.failed(
             f"a browser at {ctx.origin} is blocked: " + "; ".join(problems),
             "answer OPTIONS on /.well-known/* with 204, Access-Control-Allow-Origin: * and "
-            "Access-Control-Allow-Headers: mcp-protocol-version; add Access-Control-Allow-Origin to every answer",
+            "Access-Control-Allow-Headers: " + ", ".join(DISCOVERY_REQUEST_HEADERS) + " (what browser clients send "
+            "on a GET); add Access-Control-Allow-Origin to every answer",
             *evidence,
         )
     return DISCOVERY.passed(f"{len(urls)} discovery document(s) readable from {ctx.origin}", *evidence)

@@ -8,8 +8,9 @@ preflight is answered before any authentication), the catch-all, the body limit,
     /.well-known/oauth-authorization-server       the authorization server's metadata, re-served
     /.well-known/openid-configuration             the same document (as_metadata_proxy.py)
     /healthcheck                                  200 "OK"
+    /favicon.ico                                  EpicMe's icon
     /mcp                                          BearerGate -> the MCP app, path unchanged
-    anything else                                 404 "Not found"
+    anything else                                 404 "Not found" (with CORS headers, as every answer)
 """
 
 from __future__ import annotations
@@ -46,9 +47,10 @@ from epicme.resource_server.gate import BearerGate, RequiredScopes
 from epicme.resource_server.origins import OriginPolicy
 from epicme.resource_server.upstream import DEFAULT_TIMEOUT, Clock, UpstreamUnavailable
 from epicme.resource_server.verifier import build_token_verifier
-from epicme.web.cors import CorsMiddleware, CorsPolicy, CorsRule, path_policy
+from epicme.web.cors import CLIENT_REQUEST_HEADERS, CorsMiddleware, CorsPolicy, CorsRule, path_policy, public_rule
 from epicme.web.documents import DocumentSource, public_cors_headers, send_document
 from epicme.web.errors import EXCEPTION_HANDLERS, CatchAllMiddleware
+from epicme.web.favicon import FAVICON_PATH, favicon
 from epicme.web.limits import BodyLimitMiddleware
 
 HEALTHCHECK_PATH = "/healthcheck"
@@ -59,17 +61,11 @@ logger = logging.getLogger(__name__)
 Lifespan = Callable[[Starlette], AbstractAsyncContextManager[Any]]
 
 # Discovery documents are public: any origin may read them (the seed, point 3).
-WELL_KNOWN_CORS = CorsRule(allow_methods=("GET", "HEAD", "OPTIONS"), allow_headers=("mcp-protocol-version",))
-MCP_ALLOW_HEADERS = (
-    "authorization",
-    "content-type",
-    "mcp-protocol-version",
-    "mcp-session-id",
-    "last-event-id",
-    # MCP streamable HTTP, Standard Request Headers: clients MUST send these on every POST.
-    "mcp-method",
-    "mcp-name",
-)
+WELL_KNOWN_CORS = public_rule("GET", "HEAD", "OPTIONS")
+# Every other answer (a 404 included) is readable too, so a browser client sees what went wrong
+# instead of a CORS failure; none of these paths uses cookies.
+OTHER_PATHS_CORS = public_rule("GET", "HEAD", "POST", "OPTIONS")
+MCP_ALLOW_HEADERS = CLIENT_REQUEST_HEADERS
 MCP_EXPOSE_HEADERS = ("www-authenticate", "mcp-session-id", "mcp-protocol-version")
 
 
@@ -81,7 +77,7 @@ def build_cors_policy(settings: Settings) -> CorsPolicy:
         # The same policy the gate enforces, so browsers are told only what will work.
         origin_allowed=OriginPolicy.from_settings(settings).is_allowed,
     )
-    return path_policy([(WELL_KNOWN_PREFIX + "*", WELL_KNOWN_CORS), (MCP_PATH, mcp_rule)])
+    return path_policy([(WELL_KNOWN_PREFIX + "*", WELL_KNOWN_CORS), (MCP_PATH, mcp_rule), ("*", OTHER_PATHS_CORS)])
 
 
 async def healthcheck(request: Request) -> Response:
@@ -167,6 +163,7 @@ def build_resource_app(
             Route(OAUTH_METADATA_PATH, metadata.serve, methods=["GET"]),
             Route(OPENID_CONFIGURATION_PATH, metadata.serve, methods=["GET"]),
             Route(HEALTHCHECK_PATH, healthcheck, methods=["GET"]),
+            Route(FAVICON_PATH, favicon, methods=["GET", "HEAD"]),
             # An ASGI app as endpoint: every method reaches it, with scope["path"] still "/mcp".
             Route(MCP_PATH, gate),
         ],

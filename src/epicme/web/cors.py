@@ -20,6 +20,21 @@ from epicme.web.asgi import header
 
 MAX_AGE = 86400
 
+# The request headers MCP clients send across origins, one list for every rule of both services:
+# a preflight that asks for any of them succeeds, whatever the path, and anything else is left for
+# the browser to refuse. Real clients send them even where they mean nothing (the MCP Inspector
+# 0.22 sends `Content-Type` on its discovery GETs), so discovery allows what `/mcp` allows.
+CLIENT_REQUEST_HEADERS = (
+    "authorization",
+    "content-type",
+    "mcp-protocol-version",
+    "mcp-session-id",
+    "last-event-id",
+    # MCP Streamable HTTP, Standard Request Headers (2026-07-28): sent on every POST.
+    "mcp-method",
+    "mcp-name",
+)
+
 
 @dataclass(frozen=True)
 class CorsRule:
@@ -55,8 +70,14 @@ class CorsRule:
 CorsPolicy = Callable[[str], CorsRule | None]
 
 
-def path_policy(rules: Iterable[tuple[str, CorsRule]]) -> CorsPolicy:
-    """A policy from (path or `prefix*`, rule) pairs; the first match wins."""
+def public_rule(*methods: str) -> CorsRule:
+    """Any origin, the clients' request headers: for documents and endpoints that use no cookies."""
+    return CorsRule(allow_methods=methods, allow_headers=CLIENT_REQUEST_HEADERS)
+
+
+def path_policy(rules: Iterable[tuple[str, CorsRule | None]]) -> CorsPolicy:
+    """A policy from (path or `prefix*`, rule) pairs; the first match wins, and `None` means no
+    CORS headers for that path. `*` alone matches every path."""
     # Patterns are split once here: the policy runs on every request.
     table = [(pattern.removesuffix("*"), pattern.endswith("*"), rule) for pattern, rule in rules]
 
