@@ -17,7 +17,9 @@ from __future__ import annotations
 from typing import Any
 
 import pydantic_core
-from mcp_types import JSONRPCNotification, jsonrpc_message_adapter
+from mcp.shared.inbound import unsupported_protocol_version_rejection
+from mcp_types import PROTOCOL_VERSION_META_KEY, JSONRPCNotification, jsonrpc_message_adapter
+from mcp_types.version import KNOWN_PROTOCOL_VERSIONS
 from pydantic import ValidationError
 from starlette.responses import JSONResponse
 from starlette.types import Receive, Scope, Send
@@ -71,6 +73,36 @@ async def screen_body(scope: Scope, receive: Receive, send: Send) -> Receive | N
         await jsonrpc_error(INVALID_REQUEST, NOT_A_MESSAGE)(scope, receive, send)
         return None
     return receive
+
+
+def unsupported_version(scope: Scope) -> JSONResponse | None:
+    """The answer to a request for a protocol version this server does not implement, when the SDK
+    would not give it: MCP Streamable HTTP (2026-07-28), Protocol Version Header, the server MUST
+    answer `400` with an UnsupportedProtocolVersionError (-32022) listing its versions. The SDK
+    checks the version only inside the `_meta` envelope, and answers a body without one -32602
+    for the missing envelope first; such a request's version is its header's.
+
+    Requests that carry the envelope (the hot path) are left to the SDK, which answers in the same
+    words, and so are `initialize` (whose version travels in its params) and notifications."""
+    parsed = scope.get(PARSED_BODY_SCOPE_KEY)
+    if not isinstance(parsed, dict) or "id" not in parsed or parsed.get("method") == "initialize":
+        return None
+    params = parsed.get("params")
+    meta = params.get("_meta") if isinstance(params, dict) else None
+    if isinstance(meta, dict) and PROTOCOL_VERSION_META_KEY in meta:
+        return None
+    requested = header(scope, b"mcp-protocol-version")
+    if requested is None or requested in KNOWN_PROTOCOL_VERSIONS:
+        return None
+    rejection = unsupported_protocol_version_rejection(requested)
+    if rejection is None:
+        return None
+    request_id = parsed["id"] if isinstance(parsed["id"], str | int) and not isinstance(parsed["id"], bool) else None
+    error = {"code": rejection.code, "message": rejection.message, "data": rejection.data}
+    return JSONResponse({"jsonrpc": "2.0", "id": request_id, "error": error}, status_code=400, headers=_NO_STORE)
+
+
+_NO_STORE = {"Cache-Control": "no-store"}
 
 
 def _is_valid_message(parsed: Any) -> bool:

@@ -8,7 +8,8 @@ Only authenticated requests get this far. In order:
   SDK would still open one on the older protocol revisions and hold the connection until the
   client left, and with `Last-Event-ID` it did not answer at all (a 500).
 - A POST body that is not JSON, or not a JSON-RPC message, gets its own short JSON-RPC error
-  (`jsonrpc.screen_body`).
+  (`jsonrpc.screen_body`), and a request for a protocol version nobody serves gets -32022
+  (`jsonrpc.unsupported_version`).
 - An error the SDK answers outside JSON-RPC keeps its status and headers (`Allow` on a 405, say)
   and gets a JSON-RPC error object (JSON-RPC 2.0 §5.1, `id` null) saying what its text said: the
   transport-security check's plain-text `400 Invalid Content-Type header` for a POST that is not
@@ -32,7 +33,7 @@ from mcp.server.streamable_http_manager import StreamableHTTPASGIApp, Streamable
 from starlette.datastructures import MutableHeaders
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from epicme.resource_server.jsonrpc import screen_body, screened_by_gate
+from epicme.resource_server.jsonrpc import screen_body, screened_by_gate, unsupported_version
 from epicme.web.asgi import send_json
 from epicme.web.errors import StoreOutageWatch, send_store_down
 
@@ -79,6 +80,9 @@ class SdkTransportGuard:
             if screened is None:
                 return  # answered, or the client left
             receive = screened
+        if (unsupported := unsupported_version(scope)) is not None:
+            await unsupported(scope, receive, send)
+            return
         held: Message | None = None  # the start of an error answer that is not JSON, until its end
         text: list[bytes] = []
         replaced = False  # by the 503 of a store outage: the SDK's own answer is dropped
