@@ -77,7 +77,7 @@ async def test_each_scope_is_listed_write_scopes_can_be_unticked(sqlite_auth_ser
         ("tags:write", False),
     ]
     assert _new_rows(page.text) == list(ALL_SCOPES)
-    assert "Reading is required" in page.text
+    assert "Reading is required" in page.text and "Untick what you do not want it to change." in page.text
     assert "<details" not in page.text  # nothing was allowed before
 
 
@@ -129,6 +129,7 @@ async def test_incremental_consent_shows_only_what_is_new_and_adds_to_the_same_g
     assert _new_rows(page) == ["entries:write"]
     assert "<details" in page and '<details class="already" open' not in page  # collapsed
     assert 'class="badge">new<' in page
+    assert "Reading is required" not in page  # nothing required is new
     # The whole grant, though the client asked for one scope: a step-up costs nothing it had.
     assert second["scope"] == ALL
     assert await _grants(server) == [(grant_id, ALL, None)]

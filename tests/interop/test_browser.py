@@ -501,9 +501,17 @@ async def test_a_person_signs_in_and_allows_in_the_browser(browser: Browser, pag
             await expect(page).to_have_title("Allow access · EpicMe")
             await expect(page.get_by_text(urlsplit(pages.callback).netloc, exact=True)).to_be_visible()
             for name in scope.split():
-                await expect(page.get_by_text(name, exact=True)).to_be_visible()
+                listed = page.locator("ul.scopes code", has_text=re.compile(rf"^{re.escape(name)}\b"))
+                await expect(listed).to_be_visible()
             await expect(page.get_by_text(f"Signed in as {USER_EMAIL}.")).to_be_visible()
+            # Granular consent: reading is required (ticked, disabled), writing may be unticked.
+            reading = page.get_by_role("checkbox", name=re.compile("Read your journal entries"))
+            await expect(reading).to_be_checked()
+            await expect(reading).to_be_disabled()
+            writing = page.get_by_role("checkbox", name=re.compile("Create, change and delete your journal entries"))
+            await expect(writing).to_be_checked()
             await page.screenshot(path=screenshot_path("browser-consent.png"), full_page=True)
+            await writing.uncheck()
 
             await page.get_by_role("button", name="Allow").click()
             await page.wait_for_url(pages.callback + "?**")
@@ -528,7 +536,8 @@ async def test_a_person_signs_in_and_allows_in_the_browser(browser: Browser, pag
         tokens = response.json()
         assert tokens["token_type"].lower() == "bearer"
         assert tokens["access_token"]
-        assert set(tokens["scope"].split()) == set(scope.split()), tokens
+        # What the person left ticked, which the token response names (RFC 6749 §3.3).
+        assert tokens["scope"] == "user:read entries:read", tokens
         replay = await exchange_code(http, system, client_id, pages.callback, landed["code"], verifier)
         assert replay.status_code == 400, replay.text
 

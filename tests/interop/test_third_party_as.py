@@ -8,8 +8,9 @@ own authorization server runs. Checked:
 
 - the resource server re-serves oidc-provider's metadata at its own well-known URLs;
 - the official Python SDK and TypeScript SDK clients, given only the `/mcp` URL, discover
-  oidc-provider, register there, sign in, step up to `entries:write` and use the journal as the
-  `sub` oidc-provider issued;
+  oidc-provider, register there, sign in and use the journal as the `sub` oidc-provider issued:
+  the TypeScript SDK with one sign-in for the five scopes the 401 names, the Python SDK under the
+  least-privilege strategy, stepping up to `entries:write`;
 - a genuine oidc-provider token for another resource is refused with `401 invalid_token`.
 """
 
@@ -20,6 +21,7 @@ import json
 import secrets
 import time
 from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -38,7 +40,7 @@ from tests.support.journal import JOURNAL_TOOLS
 from tests.support.servers import LiveServer, free_port
 
 EPICME_SCOPES = "user:read entries:read entries:write tags:read tags:write"
-BASELINE_SCOPE = "user:read entries:read tags:read"
+BASELINE_SCOPE = "user:read entries:read tags:read"  # the least-privilege strategy
 # A second resource oidc-provider issues tokens for, so the test holds a genuine token for another audience.
 OTHER_RESOURCE = "http://127.0.0.1:1/other"
 INITIALIZE = {
@@ -78,6 +80,20 @@ class ThirdParty:
 @pytest.fixture
 async def third_party(sqlite_db: Database) -> AsyncIterator[ThirdParty]:
     """oidc-provider, and EpicMe's resource server trusting it (and only it)."""
+    async with _third_party(sqlite_db) as system:
+        yield system
+
+
+@pytest.fixture
+async def least_privilege_third_party(sqlite_db: Database) -> AsyncIterator[ThirdParty]:
+    """The same, with the operator's least-privilege strategy: the 401 names the read scopes only,
+    so a write needs a step-up, here at oidc-provider."""
+    async with _third_party(sqlite_db, baseline_scopes=BASELINE_SCOPE.split()) as system:
+        yield system
+
+
+@asynccontextmanager
+async def _third_party(sqlite_db: Database, **overrides: Any) -> AsyncIterator[ThirdParty]:
     ensure_node_modules()
     rs_port = free_port()
     mcp_url = f"http://127.0.0.1:{rs_port}/mcp"
@@ -86,6 +102,7 @@ async def third_party(sqlite_db: Database) -> AsyncIterator[ThirdParty]:
             authorization_server=provider.issuer,
             resource_url=f"http://127.0.0.1:{rs_port}",
             database_url=sqlite_db.url,
+            **overrides,
         )
         apps = await build_apps(settings, sqlite_db)
         # With an external authorization server, `serve` runs the resource server alone.
@@ -145,7 +162,10 @@ async def test_resource_server_re_serves_oidc_provider_metadata(third_party: Thi
     assert prm.json()["authorization_servers"] == [third_party.issuer]
 
 
-async def test_python_sdk_client_signs_in_at_oidc_provider_and_uses_the_journal(third_party: ThirdParty) -> None:
+async def test_python_sdk_client_signs_in_at_oidc_provider_and_steps_up(
+    least_privilege_third_party: ThirdParty,
+) -> None:
+    third_party = least_privilege_third_party
     login = _login_name()
     user = OidcUser(third_party.issuer, login)
     storage = MemoryStorage()
@@ -224,13 +244,13 @@ async def test_token_for_another_resource_is_refused(third_party: ThirdParty) ->
     resource_metadata = f"{third_party.rs_url}/.well-known/oauth-protected-resource/mcp"
     assert refused.headers["www-authenticate"] == (
         f'Bearer realm="EpicMe", error="invalid_token", error_description="{description}", '
-        f'resource_metadata="{resource_metadata}", scope="{BASELINE_SCOPE}"'
+        f'resource_metadata="{resource_metadata}", scope="{EPICME_SCOPES}"'
     )
     assert refused.json() == {
         "error": "invalid_token",
         "error_description": description,
         "resource_metadata": resource_metadata,
-        "scope": BASELINE_SCOPE,
+        "scope": EPICME_SCOPES,
     }
 
 
@@ -293,17 +313,25 @@ async def test_typescript_sdk_client_signs_in_at_oidc_provider_and_uses_the_jour
     assert line.startswith("RESULT "), f"the TypeScript SDK client failed:\n{transcript}"
     assert exit_code == 0, transcript
     result = json.loads(line.removeprefix("RESULT "))
-    assert {tool["name"] if isinstance(tool, dict) else tool for tool in result["tools"]} == JOURNAL_TOOLS
-    assert result["whoami"]["userId"] == login
-    assert result["whoami"]["email"] is None
-    assert result["created"]["title"]
-    assert isinstance(result["created"]["id"], int)
-    # The SDK discovered oidc-provider from the `/mcp` URL alone, registered there and signed in;
-    # creating an entry needed a step-up to entries:write.
-    assert result["authorizations"] == len(user.authorization_urls) == 2, transcript
-    first, second = (dict(httpx2.URL(url).params) for url in user.authorization_urls)
-    assert _epicme_scopes(first["scope"]) == set(BASELINE_SCOPE.split())
-    assert "entries:write" in second["scope"].split()
-    assert first["resource"] == second["resource"] == third_party.mcp_url
-    assert first["code_challenge_method"] == second["code_challenge_method"] == "S256"
-    assert user.pages[0] == "login" and "login" not in user.pages[1:]
+    assert set(result["tools"]) == JOURNAL_TOOLS
+    whoami, created = result["calls"][0]["structuredContent"], result["calls"][1]["structuredContent"]
+    assert [call["name"] for call in result["calls"]] == [
+        "whoami",
+        "create_entry",
+        "create_tag",
+        "add_tag_to_entry",
+        "delete_entry",
+    ]
+    assert whoami["userId"] == login
+    assert whoami["email"] is None
+    assert created["title"]
+    assert isinstance(created["id"], int)
+    # The SDK discovered oidc-provider from the `/mcp` URL alone, registered there (for refresh
+    # tokens too, as hosts do) and signed in once for every scope the 401 named: no step-up.
+    assert result["authorizations"] == len(user.authorization_urls) == 1, transcript
+    assert "refresh_token" in result["registeredGrantTypes"]
+    (first,) = (dict(httpx2.URL(url).params) for url in user.authorization_urls)
+    assert _epicme_scopes(first["scope"]) == set(EPICME_SCOPES.split())
+    assert first["resource"] == third_party.mcp_url
+    assert first["code_challenge_method"] == "S256"
+    assert user.pages[0] == "login"

@@ -92,7 +92,7 @@ def unsupported_version(scope: Scope) -> JSONResponse | None:
     if isinstance(meta, dict) and PROTOCOL_VERSION_META_KEY in meta:
         return None
     requested = header(scope, b"mcp-protocol-version")
-    if requested is None or requested in KNOWN_PROTOCOL_VERSIONS:
+    if not requested or requested in KNOWN_PROTOCOL_VERSIONS:  # an empty header names no version
         return None
     rejection = unsupported_protocol_version_rejection(requested)
     if rejection is None:
