@@ -90,12 +90,13 @@ class Settings(BaseSettings):
         default_factory=lambda: list(ALL_SCOPES), description="Scopes the servers advertise."
     )
     baseline_scopes: Annotated[list[str], NoDecode] = Field(
-        # Full use by default: clients ask for what the 401 names, the person decides on the
-        # consent page what the app gets, and one sign-in is enough. The read scopes alone are
-        # the least-privilege strategy, at the cost of a step-up (a second consent) on the first
-        # write, which some clients cannot do (README, "Scopes").
-        default_factory=lambda: list(ALL_SCOPES),
-        description="Scopes named in a 401 challenge and granted when a client asks for none.",
+        # Empty means every scope in `scopes`: full use by default. Clients ask for what the 401
+        # names, the person decides on the consent page what the app gets, and one sign-in is
+        # enough. The read scopes alone are the least-privilege strategy, at the cost of a step-up
+        # (a second consent) on the first write, which some clients cannot do (README, "Scopes").
+        default_factory=list,
+        description="Scopes named in a 401 challenge and granted when a client asks for none "
+        "(default: all of `scopes`).",
     )
 
     # -- Browsers and CORS -------------------------------------------------------------------------------
@@ -177,6 +178,8 @@ class Settings(BaseSettings):
                     f"{name}={url}: plain http is only allowed on loopback hosts "
                     "(set EPICME_INSECURE_HTTP=1 for development on a LAN)"
                 )
+        if not self.baseline_scopes:
+            object.__setattr__(self, "baseline_scopes", list(self.scopes))  # frozen: set once, here
         unknown = set(self.baseline_scopes) - set(self.scopes)
         if unknown:
             raise ValueError(f"baseline_scopes not in scopes: {sorted(unknown)}")

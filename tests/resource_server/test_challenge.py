@@ -22,6 +22,17 @@ def test_missing_token() -> None:
     )
 
 
+def test_the_challenge_names_every_configured_scope_unless_the_operator_chose_fewer() -> None:
+    """By default the 401 names what full use needs: every scope the server offers (a narrower
+    EPICME_SCOPES included); EPICME_BASELINE_SCOPES picks the least-privilege strategy."""
+    narrower = Settings(scopes=["user:read", "entries:read"])
+    assert challenge.missing_token(narrower).body["scope"] == "user:read entries:read"
+    minimal = Settings(baseline_scopes="user:read entries:read tags:read")
+    assert challenge.missing_token(minimal).body["scope"] == "user:read entries:read tags:read"
+    with pytest.raises(ValueError, match="baseline_scopes not in scopes"):
+        Settings(scopes=["user:read"], baseline_scopes=["entries:write"])
+
+
 def test_insufficient_scope_sorted_and_complete() -> None:
     c = challenge.insufficient_scope(SETTINGS, {"tags:write", "entries:write"}, "Need more.")
     assert c.status == 403

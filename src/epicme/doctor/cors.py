@@ -143,7 +143,8 @@ async def discovery(ctx: Context) -> Verdict:
             "on a GET); add Access-Control-Allow-Origin to every answer",
             *evidence,
         )
-    return DISCOVERY.passed(f"{len(urls)} discovery document(s) readable from {ctx.origin}", *evidence)
+    asked = ", ".join(DISCOVERY_REQUEST_HEADERS)
+    return DISCOVERY.passed(f"{len(urls)} discovery document(s) readable from {ctx.origin} ({asked})", *evidence)
 
 
 def mcp_preflight(ctx: Context, exchange: Exchange) -> Verdict:
