@@ -20,7 +20,6 @@ from __future__ import annotations
 import asyncio
 import json
 import re
-import shutil
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
@@ -29,23 +28,14 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
 
-from playwright.async_api import Browser, BrowserContext, ConsoleMessage, Page, Route, async_playwright
+from playwright.async_api import Browser, BrowserContext, ConsoleMessage, Page, Route
 from playwright.async_api import Request as BrowserRequest
 from playwright.async_api import Response as BrowserResponse
 
+from tests.interop.chromium import Preflight, PreflightLog
 from tests.interop.support import NODE_MODULES, NodeProcess, ensure_node_modules, package_bin, unavailable
 from tests.support.servers import free_port
 
-CHROMIUM_ARGS = [
-    "--no-sandbox",
-    "--disable-gpu",
-    "--disable-quic",
-    "--no-first-run",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--disable-sync",
-]
-LAUNCH_TIMEOUT_MS = 30_000
 STEP_TIMEOUT_MS = 15_000
 START_TIMEOUT = 60.0  # the Inspector's own start (0.22 waits 2 s for its proxy before starting the UI)
 RESULT_TIMEOUT = 20.0
@@ -54,29 +44,6 @@ LOOPBACK_HOSTS = {"127.0.0.1", "localhost", "::1", "[::1]"}
 
 INSPECTOR_022 = "mcp-inspector-0.22"  # the npm alias of @modelcontextprotocol/inspector@0.22.0
 INSPECTOR_2 = "@modelcontextprotocol/inspector"
-
-
-def chromium_path() -> str:
-    path = shutil.which("chromium")
-    if path is None:
-        unavailable(
-            "chromium not installed (no `chromium` on PATH): the Inspector web UI tests drive the system's "
-            "Chromium and never download one (on Debian: apt-get install chromium)"
-        )
-    return path
-
-
-@asynccontextmanager
-async def chromium() -> AsyncIterator[Browser]:
-    executable = chromium_path()
-    async with async_playwright() as playwright:
-        browser = await playwright.chromium.launch(
-            executable_path=executable, args=CHROMIUM_ARGS, timeout=LAUNCH_TIMEOUT_MS
-        )
-        try:
-            yield browser
-        finally:
-            await browser.close()
 
 
 async def new_context(browser: Browser) -> BrowserContext:
@@ -141,23 +108,6 @@ async def inspector_web(package: str, home: Path) -> AsyncIterator[InspectorWeb]
 
 
 @dataclass
-class Preflight:
-    url: str
-    status: int
-    request_headers: dict[str, str]
-    response_headers: dict[str, str]
-
-    def __str__(self) -> str:
-        asked = self.request_headers.get("access-control-request-headers", "")
-        allowed = self.response_headers.get("access-control-allow-headers", "")
-        origin = self.response_headers.get("access-control-allow-origin", "(none)")
-        return (
-            f"OPTIONS {self.url} -> {self.status}: asked for headers [{asked}], "
-            f"allowed [{allowed}], Access-Control-Allow-Origin {origin}"
-        )
-
-
-@dataclass
 class PageWatch:
     """Everything one page did that a test checks afterwards. `epicme_origins` are the resource and
     authorization servers: answers from them are kept as (method, url, status, resource type)."""
@@ -166,11 +116,17 @@ class PageWatch:
     console: list[tuple[str, str]] = field(default_factory=list)
     failures: list[tuple[str, str, str]] = field(default_factory=list)
     answers: list[tuple[str, str, int, str]] = field(default_factory=list)
-    preflights: list[Preflight] = field(default_factory=list)
+    cdp: PreflightLog = field(default_factory=PreflightLog)
     initialize_requests: list[dict[str, Any]] = field(default_factory=list)
     refused_external: list[str] = field(default_factory=list)
     events: list[str] = field(default_factory=list)
-    _preflight_requests: dict[str, dict[str, str]] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        self.cdp.on_preflight = lambda preflight: self.events.append(f"preflight {preflight}")
+
+    @property
+    def preflights(self) -> list[Preflight]:
+        return self.cdp.preflights
 
     async def attach(self, page: Page) -> None:
         page.on("console", self._on_console)
@@ -179,10 +135,7 @@ class PageWatch:
         page.on("request", self._on_request)
         # Nothing may leave this machine: a request to another host is refused, and noted.
         await page.context.route(re.compile(r"^https?://"), self._guard)
-        cdp = await page.context.new_cdp_session(page)
-        cdp.on("Network.requestWillBeSent", self._on_cdp_request)
-        cdp.on("Network.responseReceived", self._on_cdp_response)
-        await cdp.send("Network.enable")
+        await self.cdp.attach(page)
 
     async def _guard(self, route: Route) -> None:
         host = urlsplit(route.request.url).hostname or ""
@@ -225,24 +178,6 @@ class PageWatch:
         if found is not None:
             self.initialize_requests.append(found)
 
-    def _on_cdp_request(self, event: dict[str, Any]) -> None:
-        request = event["request"]
-        if request["method"] == "OPTIONS":
-            self._preflight_requests[event["requestId"]] = _lower(request.get("headers", {}))
-
-    def _on_cdp_response(self, event: dict[str, Any]) -> None:
-        if event.get("type") != "Preflight":
-            return
-        response = event["response"]
-        preflight = Preflight(
-            url=response["url"],
-            status=int(response["status"]),
-            request_headers=self._preflight_requests.get(event["requestId"], {}),
-            response_headers=_lower(response.get("headers", {})),
-        )
-        self.preflights.append(preflight)
-        self.events.append(f"preflight {preflight}")
-
     # What the tests check.
 
     def cors_errors(self) -> list[str]:
@@ -266,10 +201,6 @@ class PageWatch:
 
     def transcript(self) -> str:
         return "\n".join(self.events)
-
-
-def _lower(headers: dict[str, Any]) -> dict[str, str]:
-    return {str(name).lower(): str(value) for name, value in headers.items()}
 
 
 def _find_initialize(value: Any) -> dict[str, Any] | None:

@@ -24,7 +24,6 @@ import hashlib
 import json
 import re
 import secrets
-import shutil
 import time
 from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass, field
@@ -34,7 +33,7 @@ from urllib.parse import parse_qs, urlsplit
 
 import httpx2
 import pytest
-from playwright.async_api import Browser, BrowserContext, ConsoleMessage, Page, async_playwright, expect
+from playwright.async_api import Browser, BrowserContext, ConsoleMessage, Page, expect
 from playwright.async_api import Request as BrowserRequest
 from playwright.async_api import Response as BrowserResponse
 
@@ -43,21 +42,11 @@ from epicme.storage import users
 from epicme.storage.database import Database
 from tests.e2e.conftest import System, running_system
 from tests.interop.browser_pages import PageSite
-from tests.interop.support import unavailable
+from tests.interop.chromium import Preflight, PreflightLog, chromium
 from tests.support.browser import Browser as ScriptedBrowser
 from tests.support.browser import redirect_params
 from tests.support.servers import LiveServer, serving
 
-CHROMIUM_ARGS = [
-    "--no-sandbox",
-    "--disable-gpu",
-    "--disable-quic",
-    "--no-first-run",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--disable-sync",
-]
-LAUNCH_TIMEOUT_MS = 30_000
 STEP_TIMEOUT_MS = 10_000
 ARTIFACTS = Path(__file__).resolve().parents[1] / "artifacts"
 
@@ -72,27 +61,10 @@ PREFLIGHT_MAX_AGE = "86400"
 # -- Fixtures ------------------------------------------------------------------------------------
 
 
-def chromium_path() -> str:
-    path = shutil.which("chromium")
-    if path is None:
-        unavailable(
-            "chromium not installed (no `chromium` on PATH): the browser tests drive the system's "
-            "Chromium and never download one (on Debian: apt-get install chromium)"
-        )
-    return path
-
-
 @pytest.fixture
 async def browser() -> AsyncIterator[Browser]:
-    executable = chromium_path()
-    async with async_playwright() as playwright:
-        launched = await playwright.chromium.launch(
-            executable_path=executable, args=CHROMIUM_ARGS, timeout=LAUNCH_TIMEOUT_MS
-        )
-        try:
-            yield launched
-        finally:
-            await launched.close()
+    async with chromium() as launched:
+        yield launched
 
 
 @pytest.fixture
@@ -227,14 +199,6 @@ async def access_token(system: System, redirect_uri: str) -> str:
 
 
 @dataclass
-class Preflight:
-    url: str
-    status: int
-    request_headers: dict[str, str]
-    response_headers: dict[str, str]
-
-
-@dataclass
 class Recorder:
     """Network events, console messages and, through CDP, CORS preflights of one page."""
 
@@ -242,21 +206,19 @@ class Recorder:
     responses: list[BrowserResponse] = field(default_factory=list)
     failures: list[tuple[str, str, str | None]] = field(default_factory=list)
     console: list[tuple[str, str]] = field(default_factory=list)
-    preflights: list[Preflight] = field(default_factory=list)
     # (method, url, status, all headers) of each response, read by `snapshot()` while the page lives.
     answers: list[tuple[str, str, int, dict[str, str]]] = field(default_factory=list)
-    _preflight_requests: dict[str, dict[str, str]] = field(default_factory=dict)
+    cdp: PreflightLog = field(default_factory=PreflightLog)
+
+    def __post_init__(self) -> None:
+        self.cdp.on_preflight = lambda p: self.events.append(f"preflight {p.status} OPTIONS {p.url}")
 
     async def attach(self, page: Page) -> None:
         page.on("request", self._on_request)
         page.on("response", self._on_response)
         page.on("requestfailed", self._on_failed)
         page.on("console", self._on_console)
-        # Playwright does not report preflights as requests; Chrome's DevTools protocol does.
-        cdp = await page.context.new_cdp_session(page)
-        cdp.on("Network.requestWillBeSent", self._on_cdp_request)
-        cdp.on("Network.responseReceived", self._on_cdp_response)
-        await cdp.send("Network.enable")
+        await self.cdp.attach(page)
 
     def _on_request(self, request: BrowserRequest) -> None:
         self.events.append(f"request {request.method} {request.url}")
@@ -273,36 +235,14 @@ class Recorder:
         self.console.append((message.type, message.text))
         self.events.append(f"console.{message.type}: {message.text}")
 
-    def _on_cdp_request(self, event: dict[str, Any]) -> None:
-        request = event["request"]
-        if request["method"] == "OPTIONS":
-            self._preflight_requests[event["requestId"]] = _lower(request.get("headers", {}))
-
-    def _on_cdp_response(self, event: dict[str, Any]) -> None:
-        if event.get("type") != "Preflight":
-            return
-        response = event["response"]
-        preflight = Preflight(
-            url=response["url"],
-            status=int(response["status"]),
-            request_headers=self._preflight_requests.get(event["requestId"], {}),
-            response_headers=_lower(response.get("headers", {})),
-        )
-        self.preflights.append(preflight)
-        self.events.append(f"preflight {preflight.status} OPTIONS {preflight.url}")
-
     async def snapshot(self) -> None:
         self.answers = [(r.request.method, r.url, r.status, await r.all_headers()) for r in self.responses]
 
     def preflights_for(self, url: str) -> list[Preflight]:
-        return [p for p in self.preflights if p.url == url]
+        return [p for p in self.cdp.preflights if p.url == url]
 
     def transcript(self) -> str:
         return "\n".join(self.events)
-
-
-def _lower(headers: dict[str, Any]) -> dict[str, str]:
-    return {str(name).lower(): str(value) for name, value in headers.items()}
 
 
 async def eventually(condition: Callable[[], bool], what: str, seconds: float = 5.0) -> None:

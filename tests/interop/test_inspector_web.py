@@ -29,6 +29,7 @@ import asyncio
 import contextlib
 import json
 import time
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -38,6 +39,8 @@ from playwright.async_api import Page
 from epicme.authorization_server.passwords import hash_password
 from epicme.storage import users
 from epicme.storage.database import Database
+from tests.e2e.conftest import System
+from tests.interop.chromium import chromium, chromium_path
 from tests.interop.inspector_web import (
     INSPECTOR_022,
     INSPECTOR_2,
@@ -46,8 +49,6 @@ from tests.interop.inspector_web import (
     InspectorWeb,
     PageWatch,
     Person,
-    chromium,
-    chromium_path,
     inspector_web,
     new_context,
 )
@@ -167,25 +168,38 @@ def _assert_journal_results(results: dict[str, Any], tools: list[str]) -> None:
     assert deleted == {"deleted": True, "id": entry["id"], "message": f'Deleted the entry "{TITLE}".'}, deleted
 
 
-# -- Inspector 0.22, Direct -----------------------------------------------------------------------------
+Drive = Callable[[Page, InspectorWeb, str, Person, PageWatch, Run, dict[str, Any]], Awaitable[list[str]]]
 
 
-async def test_inspector_022_web_ui_direct_connection(sqlite_db: Database, tmp_path: Path) -> None:
+@dataclass
+class Done:
+    """A finished run: what the servers saw, what the browser did, what the page showed."""
+
+    system: System
+    inspector: InspectorWeb
+    person: Person
+    watch: PageWatch
+    traffic: Traffic
+    results: dict[str, Any]
+    tools: list[str]
+
+
+async def _run_inspector(db: Database, tmp_path: Path, run: Run, drive: Drive, screenshot: str) -> Done:
+    """Both services, the Inspector's web UI and Chromium, with `drive` playing the person in the
+    UI; reported whatever happens, with a screenshot of the page if the drive fails."""
     chromium_path()
     ensure_node_modules()
-    await _user(sqlite_db)
+    await _user(db)
     traffic = Traffic()
     started = time.monotonic()
-    run = Run(INSPECTOR_022, "web UI; transport Streamable HTTP; connection type Direct (no proxy in MCP or OAuth)")
     person: Person | None = None
     watch: PageWatch | None = None
     results: dict[str, Any] = {}
-    tools: list[str] = []
     try:
         async with asyncio.timeout(TEST_BUDGET):
             async with (
-                recorded_system(sqlite_db, traffic) as system,
-                inspector_web(INSPECTOR_022, tmp_path) as inspector,
+                recorded_system(db, traffic) as system,
+                inspector_web(run.package, tmp_path) as inspector,
                 chromium() as browser,
             ):
                 person = Person(EMAIL, PASSWORD, system.auth_server.url)
@@ -195,15 +209,26 @@ async def test_inspector_022_web_ui_direct_connection(sqlite_db: Database, tmp_p
                     page = await context.new_page()
                     await watch.attach(page)
                     try:
-                        tools = await _drive_022(page, inspector, system.mcp_url, person, watch, run, results)
+                        tools = await drive(page, inspector, system.mcp_url, person, watch, run, results)
                     except BaseException:
-                        run.screenshot = await _screenshot(page, tmp_path / "inspector-0.22-failure.png")
+                        run.screenshot = await _screenshot(page, tmp_path / screenshot)
                         raise
                 finally:
                     await context.close()
     finally:
         _report(run, started, traffic, person, watch)
     assert person is not None and watch is not None
+    return Done(system, inspector, person, watch, traffic, results, tools)
+
+
+# -- Inspector 0.22, Direct -----------------------------------------------------------------------------
+
+
+async def test_inspector_022_web_ui_direct_connection(sqlite_db: Database, tmp_path: Path) -> None:
+    run = Run(INSPECTOR_022, "web UI; transport Streamable HTTP; connection type Direct (no proxy in MCP or OAuth)")
+    done = await _run_inspector(sqlite_db, tmp_path, run, _drive_022, "inspector-0.22-failure.png")
+    system, inspector, watch, person, traffic = done.system, done.inspector, done.watch, done.person, done.traffic
+    results, tools = done.results, done.tools
 
     # The browser's own cross-origin calls all went through: no CORS refusal, no failed request.
     assert not watch.cors_errors(), watch.diagnosis()
@@ -285,43 +310,13 @@ async def _drive_022(
 
 
 async def test_inspector_2_web_ui(sqlite_db: Database, tmp_path: Path) -> None:
-    chromium_path()
-    ensure_node_modules()
-    await _user(sqlite_db)
-    traffic = Traffic()
-    started = time.monotonic()
     run = Run(
         INSPECTOR_2,
         "web UI; server added by hand as streamable-http; MCP and OAuth through the Inspector's own backend "
         "(2.x has no Direct connection); secrets in memory",
     )
-    person: Person | None = None
-    watch: PageWatch | None = None
-    results: dict[str, Any] = {}
-    tools: list[str] = []
-    try:
-        async with asyncio.timeout(TEST_BUDGET):
-            async with (
-                recorded_system(sqlite_db, traffic) as system,
-                inspector_web(INSPECTOR_2, tmp_path) as inspector,
-                chromium() as browser,
-            ):
-                person = Person(EMAIL, PASSWORD, system.auth_server.url)
-                watch = PageWatch((system.resource_server.url, system.auth_server.url))
-                context = await new_context(browser)
-                try:
-                    page = await context.new_page()
-                    await watch.attach(page)
-                    try:
-                        tools = await _drive_2(page, inspector, system.mcp_url, person, watch, run, results)
-                    except BaseException:
-                        run.screenshot = await _screenshot(page, tmp_path / "inspector-2-failure.png")
-                        raise
-                finally:
-                    await context.close()
-    finally:
-        _report(run, started, traffic, person, watch)
-    assert person is not None and watch is not None
+    done = await _run_inspector(sqlite_db, tmp_path, run, _drive_2, "inspector-2-failure.png")
+    watch, person, traffic, results, tools = done.watch, done.person, done.traffic, done.results, done.tools
 
     # The page never called EpicMe itself (by design): only its sign-in pages were navigated to.
     assert watch.cross_origin_calls() == [], watch.cross_origin_calls()
