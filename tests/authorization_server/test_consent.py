@@ -112,12 +112,11 @@ async def test_a_forged_consent_field_cannot_add_a_scope(sqlite_auth_server: Aut
     assert response.json()["scope"] == "user:read entries:read", response.text
 
 
-async def test_incremental_consent_shows_only_what_is_new_and_adds_to_the_same_grant(
-    sqlite_auth_server: AuthServer,
-) -> None:
+async def test_incremental_consent_shows_only_what_is_new_and_adds_to_the_same_grant(auth_server: AuthServer) -> None:
     """A client holding a grant asks for more: the page shows what it has (collapsed) and only the
-    new scope to decide on; approving widens the same grant, and the token carries all of it."""
-    server = sqlite_auth_server
+    new scope to decide on; approving widens the same grant, and the token carries all of it.
+    On both store backends."""
+    server = auth_server
     client_id = (await server.register())["client_id"]
     first = await _tokens(server, client_id, untick=("entries:write",))
     assert "entries:write" not in first["scope"].split()
