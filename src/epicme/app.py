@@ -158,3 +158,10 @@ async def run(settings: Settings) -> None:
         for sock in (sock for socks in sockets for sock in socks or ()):
             sock.close()
         await db.close()
+
+
+def serve(settings: Settings) -> int:
+    logging.basicConfig(level=settings.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    with contextlib.suppress(KeyboardInterrupt):
+        asyncio.run(run(settings))
+    return 0

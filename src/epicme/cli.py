@@ -137,7 +137,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     from epicme import jobs  # imported late so `--help` stays instant
 
     if args.command == "serve":
-        return jobs.serve(settings)
+        from epicme.app import serve
+
+        return serve(settings)
     if args.command == "migrate":
         return asyncio.run(jobs.migrate_store(settings))
     if args.command == "users" and args.users_command == "add":

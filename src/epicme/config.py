@@ -7,7 +7,6 @@ issuer or resource identifier says.
 
 from __future__ import annotations
 
-import ipaddress
 from functools import cached_property
 from typing import Annotated, Literal
 from urllib.parse import urlsplit
@@ -15,22 +14,8 @@ from urllib.parse import urlsplit
 from pydantic import Field, field_validator, model_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
+from epicme.oauth.loopback import is_loopback_host
 from epicme.oauth.scopes import ALL_SCOPES
-
-LOOPBACK_HOSTS = frozenset({"localhost", "127.0.0.1", "::1", "[::1]"})
-
-
-def is_loopback_host(host: str | None) -> bool:
-    """True for names and addresses that can only reach this machine (RFC 8252 §8.3)."""
-    if not host:
-        return False
-    host = host.strip("[]").lower()
-    if host == "localhost":
-        return True
-    try:
-        return ipaddress.ip_address(host).is_loopback
-    except ValueError:
-        return False
 
 
 def _split_list(value: object) -> object:

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
-import contextlib
 import logging
 import secrets
 
@@ -85,12 +83,3 @@ async def ensure_demo_account(settings: Settings, db: Database) -> str | None:
     except users.EmailTaken:  # another replica created it first
         return None
     return password
-
-
-def serve(settings: Settings) -> int:
-    from epicme.app import run
-
-    logging.basicConfig(level=settings.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-    with contextlib.suppress(KeyboardInterrupt):
-        asyncio.run(run(settings))
-    return 0

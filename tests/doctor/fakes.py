@@ -16,11 +16,11 @@ from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from epicme.config import is_loopback_host
+from epicme.oauth.loopback import is_loopback_host
 from epicme.resource_server.app import MCP_ALLOW_HEADERS, MCP_EXPOSE_HEADERS, WELL_KNOWN_CORS
 from epicme.resource_server.challenge import format_challenge
-from epicme.resource_server.origins import normalize_origin
 from epicme.web.cors import CorsMiddleware, CorsRule, path_policy
+from epicme.web.origin import normalize_origin
 
 SCOPE = "mcp:read"
 PRM_PATH = "/.well-known/oauth-protected-resource"

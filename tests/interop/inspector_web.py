@@ -32,6 +32,7 @@ from playwright.async_api import Browser, BrowserContext, ConsoleMessage, Page, 
 from playwright.async_api import Request as BrowserRequest
 from playwright.async_api import Response as BrowserResponse
 
+from epicme.oauth.loopback import is_loopback_host
 from tests.interop.chromium import Preflight, PreflightLog
 from tests.interop.support import NODE_MODULES, NodeProcess, ensure_node_modules, package_bin, unavailable
 from tests.support.servers import free_port
@@ -40,7 +41,6 @@ STEP_TIMEOUT_MS = 15_000
 START_TIMEOUT = 60.0  # the Inspector's own start (0.22 waits 2 s for its proxy before starting the UI)
 RESULT_TIMEOUT = 20.0
 CORS_GRACE = 8.0  # seconds an Inspector may take to recover from a refused cross-origin call
-LOOPBACK_HOSTS = {"127.0.0.1", "localhost", "::1", "[::1]"}
 
 INSPECTOR_022 = "mcp-inspector-0.22"  # the npm alias of @modelcontextprotocol/inspector@0.22.0
 INSPECTOR_2 = "@modelcontextprotocol/inspector"
@@ -139,7 +139,7 @@ class PageWatch:
 
     async def _guard(self, route: Route) -> None:
         host = urlsplit(route.request.url).hostname or ""
-        if host in LOOPBACK_HOSTS:
+        if is_loopback_host(host):
             await route.continue_()
         else:
             self.refused_external.append(route.request.url)

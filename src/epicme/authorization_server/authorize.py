@@ -22,8 +22,8 @@ from epicme.authorization_server.consent import GRANT_FIELD, ConsentPlan, ordere
 from epicme.authorization_server.context import ServerContext
 from epicme.authorization_server.login import read_form
 from epicme.authorization_server.pages import error_page, render
-from epicme.config import is_loopback_host
 from epicme.oauth import errors
+from epicme.oauth.loopback import is_loopback_host
 from epicme.oauth.opaque import digest, new_secret
 from epicme.oauth.redirect_uris import is_loopback_redirect
 from epicme.oauth.scopes import format_scope, parse_scope

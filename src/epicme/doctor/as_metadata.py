@@ -9,14 +9,13 @@ from __future__ import annotations
 
 from urllib.parse import urlsplit
 
-from epicme.config import is_loopback_host
 from epicme.doctor.context import Context, Document
 from epicme.doctor.discovery import SHOWN, get_json
 from epicme.doctor.probe import origin_of
 from epicme.doctor.rules import Rule, Verdict, note
-from epicme.doctor.spec import at_least, authorization_server_metadata_urls
+from epicme.doctor.spec import OAUTH_METADATA_PATH, at_least, authorization_server_metadata_urls
+from epicme.oauth.loopback import is_loopback_host
 from epicme.oauth.pkce import S256
-from epicme.resource_server.as_metadata_proxy import OAUTH_METADATA_PATH
 
 METADATA = Rule("as.metadata", "MUST", "authorization server metadata is found", "MCP authorization server discovery")
 ISSUER = Rule("as.issuer", "MUST", "issuer is the URL the metadata was fetched for", "RFC 8414 §3.3")

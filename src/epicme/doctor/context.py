@@ -9,7 +9,7 @@ from urllib.parse import urlsplit
 from epicme.doctor.probe import DEFAULT_TIMEOUT, Exchange, Probe
 from epicme.doctor.spec import DEFAULT_SPEC, SPEC_VERSIONS, SpecVersion
 from epicme.doctor.www_authenticate import AuthChallenge, ParsedChallenges
-from epicme.resource_server.origins import normalize_origin
+from epicme.web.origin import normalize_origin
 
 DEFAULT_ORIGIN = "http://localhost:6274"  # the MCP Inspector's
 LOGIN_TIMEOUT = 300.0

@@ -11,11 +11,11 @@ from urllib.parse import urlsplit
 
 from mcp.shared.auth_utils import check_resource_allowed
 
-from epicme.config import is_loopback_host
 from epicme.doctor.context import Context, Document
 from epicme.doctor.probe import Exchange
 from epicme.doctor.rules import Rule, Verdict, note
 from epicme.doctor.spec import protected_resource_urls
+from epicme.oauth.loopback import is_loopback_host
 
 SHOWN = ("content-type", "location")
 

@@ -21,11 +21,11 @@ from urllib.parse import urlencode, urlsplit
 
 from mcp.shared.auth_utils import check_resource_allowed
 
-from epicme.config import is_loopback_host
 from epicme.doctor.callback import CallbackServer
 from epicme.doctor.context import Context
 from epicme.doctor.rules import Rule, Verdict, note
 from epicme.doctor.transport import list_tools
+from epicme.oauth.loopback import is_loopback_host
 from epicme.oauth.pkce import S256, build_challenge
 from epicme.oauth.scopes import format_scope
 

@@ -21,7 +21,6 @@ from urllib.parse import urlsplit, urlunsplit
 
 from epicme import __version__
 from epicme.doctor.probe import Exchange, sse_messages
-from epicme.resource_server.as_metadata_proxy import OAUTH_METADATA_PATH, metadata_urls
 
 SpecVersion = Literal["2026-07-28", "2025-11-25", "2025-06-18"]
 SPEC_VERSIONS: Final[tuple[SpecVersion, ...]] = ("2026-07-28", "2025-11-25", "2025-06-18")
@@ -34,6 +33,10 @@ CLIENT_CAPABILITIES_META = "io.modelcontextprotocol/clientCapabilities"
 CLIENT_INFO = {"name": "epicme-doctor", "version": __version__}
 ACCEPT = "application/json, text/event-stream"
 PROTECTED_RESOURCE_WELL_KNOWN = "/.well-known/oauth-protected-resource"
+# The doctor writes down what clients probe on its own, from the specifications, and does not
+# borrow the resource server's list: it is the oracle the tests check EpicMe against.
+OAUTH_METADATA_PATH = "/.well-known/oauth-authorization-server"
+OPENID_CONFIGURATION_PATH = "/.well-known/openid-configuration"
 
 
 def is_modern(version: str) -> bool:
@@ -60,12 +63,21 @@ def protected_resource_urls(mcp_url: str) -> list[str]:
 
 
 def authorization_server_metadata_urls(issuer: str, spec: str) -> list[str]:
-    """Where a client of `spec` looks for an issuer's metadata, in order. 2025-06-18 clients follow
-    RFC 8414 only; later ones add the OpenID Connect forms (MCP authorization server discovery)."""
-    urls = metadata_urls(issuer)
-    if at_least(spec, "2025-11-25"):
-        return urls
-    return [url for url in urls if OAUTH_METADATA_PATH in urlsplit(url).path]
+    """Where a client of `spec` looks for an issuer's metadata, in order (MCP authorization server
+    discovery): for an issuer with a path, RFC 8414 §3.1 inserted, then OpenID Connect Discovery
+    inserted, then appended; without one, the two at the root. 2025-06-18 clients follow RFC 8414
+    only."""
+    parts = urlsplit(issuer)
+    path = parts.path.rstrip("/")
+
+    def at(new_path: str) -> str:
+        return urlunsplit((parts.scheme, parts.netloc, new_path, "", ""))
+
+    if not at_least(spec, "2025-11-25"):
+        return [at(OAUTH_METADATA_PATH + path)]
+    if not path:
+        return [at(OAUTH_METADATA_PATH), at(OPENID_CONFIGURATION_PATH)]
+    return [at(OAUTH_METADATA_PATH + path), at(OPENID_CONFIGURATION_PATH + path), at(path + OPENID_CONFIGURATION_PATH)]
 
 
 def request_headers(version: str, method: str, *, session_id: str | None = None) -> dict[str, str]:

@@ -9,8 +9,8 @@ from __future__ import annotations
 import re
 from urllib.parse import urlsplit
 
-from epicme.config import is_loopback_host
 from epicme.oauth.errors import InvalidRedirectUri
+from epicme.oauth.loopback import is_loopback_host
 
 MAX_REDIRECT_URI_LENGTH = 2000
 _FORBIDDEN_SCHEMES = frozenset({"javascript", "data", "vbscript", "file", "blob", "about"})

@@ -14,34 +14,14 @@ from collections.abc import Iterable
 from functools import lru_cache
 from urllib.parse import urlsplit
 
-from epicme.config import Settings, is_loopback_host
+from epicme.config import Settings
+from epicme.oauth.loopback import is_loopback_host
+from epicme.web.origin import normalize_origin
 
-_DEFAULT_PORTS = {"http": 80, "https": 443}
 # Every request asks both policies about the same few header values; parsing them (urlsplit, an IP
 # address) costs more than the rest of the gate. Decisions are remembered, in a bounded cache, so
 # a client sending a new value each time costs memory no more than this.
 DECISION_CACHE_SIZE = 256
-
-
-def normalize_origin(origin: str) -> str | None:
-    """`scheme://host[:port]` lowercased without a default port (RFC 6454 §6.1), or None if the
-    value is not a serialized http(s) origin (`null`, paths, userinfo...)."""
-    try:
-        parts = urlsplit(origin.strip().rstrip("/"))
-        port = parts.port
-    except ValueError:
-        return None
-    scheme = parts.scheme.lower()
-    if scheme not in _DEFAULT_PORTS or not parts.hostname or parts.path or parts.query or parts.fragment:
-        return None
-    if parts.username is not None or parts.password is not None:
-        return None
-    host = parts.hostname.lower()
-    if ":" in host:
-        host = f"[{host}]"
-    if port is None or port == _DEFAULT_PORTS[scheme]:
-        return f"{scheme}://{host}"
-    return f"{scheme}://{host}:{port}"
 
 
 class OriginPolicy:
