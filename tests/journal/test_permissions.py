@@ -6,8 +6,8 @@ from typing import Any
 
 import pytest
 
-from epicme.journal.permissions import TOOL_SCOPES, required_scopes, resource_scopes, visible_tools
-from epicme.oauth.scopes import ALL_SCOPES, READ_SCOPES
+from epicme.journal.permissions import TOOL_SCOPES, required_scopes, resource_scopes
+from epicme.oauth.scopes import ALL_SCOPES, READ_SCOPES, has_scopes
 
 EXPECTED_TOOL_SCOPES = {
     "whoami": {"user:read"},
@@ -144,5 +144,6 @@ def test_methods_needing_only_a_valid_token(message: dict[str, Any]) -> None:
         (("unknown:scope",), set()),
     ],
 )
-def test_visible_tools(granted: tuple[str, ...], tools: set[str]) -> None:
-    assert visible_tools(granted) == tools
+def test_the_tools_a_token_may_call(granted: tuple[str, ...], tools: set[str]) -> None:
+    """Write scopes imply their read scopes; an unknown scope allows nothing."""
+    assert {name for name, needed in TOOL_SCOPES.items() if has_scopes(granted, needed)} == tools

@@ -9,11 +9,11 @@ This module deliberately imports nothing from the MCP SDK: the gate can use it o
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping
+from collections.abc import Mapping
 from types import MappingProxyType
 from typing import Any, Final
 
-from epicme.oauth.scopes import ENTRIES_READ, ENTRIES_WRITE, TAGS_READ, TAGS_WRITE, USER_READ, has_scopes
+from epicme.oauth.scopes import ENTRIES_READ, ENTRIES_WRITE, TAGS_READ, TAGS_WRITE, USER_READ
 
 URI_SCHEME: Final = "epicme"
 
@@ -99,9 +99,3 @@ def required_scopes(message: Mapping[str, Any]) -> frozenset[str] | None:
     if method == "completion/complete":
         return _completion_scopes(params)
     return None
-
-
-def visible_tools(granted: Iterable[str]) -> set[str]:
-    """The tools a token with `granted` scopes may call (write scopes imply their read scopes)."""
-    granted = frozenset(granted)
-    return {name for name, needed in TOOL_SCOPES.items() if has_scopes(granted, needed)}

@@ -452,19 +452,6 @@ class JournalService:
             pass
         return await self.entry_tags(user_id, entry_id)
 
-    async def remove_tag_from_entry(self, user_id: str, entry_id: int, tag_id: int) -> list[Tag]:
-        """Detach the tag from the entry (a no-op if not attached); returns the entry's tags."""
-        async with self._db.write() as conn:
-            await self._require_entry_and_tag(conn, user_id, entry_id, tag_id)
-            await conn.execute(
-                delete(entry_tags).where(
-                    entry_tags.c.entry_id == entry_id,
-                    entry_tags.c.tag_id == tag_id,
-                    entry_tags.c.user_id == user_id,
-                )
-            )
-        return await self.entry_tags(user_id, entry_id)
-
     async def entry_tags(self, user_id: str, entry_id: int) -> list[Tag]:
         async with self._db.read() as conn:
             if await self._load_entry(conn, user_id, entry_id) is None:

@@ -94,16 +94,6 @@ class AccessDenied(OAuthError):
     status_code = 403
 
 
-class ServerError(OAuthError):
-    error = "server_error"
-    status_code = 500
-
-
-class TemporarilyUnavailable(OAuthError):
-    error = "temporarily_unavailable"
-    status_code = 503
-
-
 class InvalidTarget(OAuthError):
     error = "invalid_target"
 

@@ -59,10 +59,3 @@ async def list_users(db: Database) -> list[User]:
     async with db.read() as conn:
         rows = (await conn.execute(select(schema.users).order_by(schema.users.c.created_at))).all()
     return [User(**row._mapping) for row in rows]
-
-
-async def update_password(db: Database, user_id: str, password_hash: str) -> None:
-    async with db.write() as conn:
-        await conn.execute(
-            schema.users.update().where(schema.users.c.id == user_id).values(password_hash=password_hash)
-        )
