@@ -79,6 +79,9 @@ def _find_node() -> Path | None:
 
 
 _ready: dict[str, Path] = {}
+# Why the install failed, once it has: every later Node test skips (or fails) at once with the same
+# reason instead of running `npm ci` again (offline, each retry took minutes).
+_failed: list[str] = []
 
 
 def ensure_node_modules() -> Path:
@@ -86,6 +89,8 @@ def ensure_node_modules() -> Path:
     when npm is absent or the install cannot complete."""
     if "node" in _ready:
         return _ready["node"]
+    if _failed:
+        unavailable(_failed[0])
     wanted = lockfile_hash()
     if _installed_hash() != wanted or _find_node() is None:
         npm = shutil.which("npm")
@@ -121,10 +126,15 @@ def _npm_ci(npm: str) -> None:
             env={**os.environ, "PLAYWRIGHT_SKIP_BROWSER_DOWNLOAD": "1"},
         )
     except subprocess.TimeoutExpired:
-        unavailable(f"`npm ci` in tests/interop did not finish within {NPM_CI_TIMEOUT:.0f} s")
+        _give_up(f"`npm ci` in tests/interop did not finish within {NPM_CI_TIMEOUT:.0f} s")
     if result.returncode != 0:
         output = (result.stdout + result.stderr)[-4000:]
-        unavailable(f"`npm ci` in tests/interop failed with exit code {result.returncode}:\n{output}")
+        _give_up(f"`npm ci` in tests/interop failed with exit code {result.returncode}:\n{output}")
+
+
+def _give_up(reason: str) -> NoReturn:
+    _failed.append(reason)
+    unavailable(reason)
 
 
 def node_binary() -> Path:
