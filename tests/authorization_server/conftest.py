@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
+import time
+from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from typing import Any
@@ -19,6 +20,7 @@ from epicme.oauth.pkce import build_challenge
 from epicme.storage import users
 from epicme.storage.database import Database
 from tests.support.browser import Browser
+from tests.support.clock import FakeClock
 from tests.support.servers import LiveServer, free_port
 
 USER_EMAIL = "ana@example.com"
@@ -90,7 +92,8 @@ class AuthServer:
         return dict(response.json())
 
 
-async def start_auth_server(db: Database, **overrides: Any) -> AuthServer:
+async def start_auth_server(db: Database, *, clock: Callable[[], float] = time.time, **overrides: Any) -> AuthServer:
+    """A running authorization server over `db` whose every expiry and issue time reads `clock`."""
     port = free_port()
     settings = Settings(
         issuer=f"http://127.0.0.1:{port}",
@@ -98,19 +101,25 @@ async def start_auth_server(db: Database, **overrides: Any) -> AuthServer:
         database_url="sqlite:///unused.db",
         **overrides,
     )
-    fetcher = ClientMetadataFetcher.from_settings(settings)
-    ctx = await build_context(settings, db, fetcher)
+    fetcher = ClientMetadataFetcher.from_settings(settings, clock=clock)
+    ctx = await build_context(settings, db, fetcher, clock=clock)
     server = LiveServer(build_authorization_app(ctx), port)
     await server.start()
     http = httpx2.AsyncClient(base_url=server.url, timeout=10)
     return AuthServer(settings, ctx, server, http, Browser(server.url))
 
 
+@pytest.fixture
+def clock() -> FakeClock:
+    """The clock of the servers the fixtures below start: a test advances it instead of sleeping."""
+    return FakeClock()
+
+
 @asynccontextmanager
-async def signed_up_auth_server(db: Database) -> AsyncIterator[AuthServer]:
+async def signed_up_auth_server(db: Database, clock: Callable[[], float]) -> AsyncIterator[AuthServer]:
     """A running authorization server over `db`, with the test user signed up."""
     await users.create_user(db, USER_EMAIL, hash_password(USER_PASSWORD))
-    server = await start_auth_server(db)
+    server = await start_auth_server(db, clock=clock)
     try:
         yield server
     finally:
@@ -121,14 +130,14 @@ async def signed_up_auth_server(db: Database) -> AsyncIterator[AuthServer]:
 
 
 @pytest.fixture
-async def auth_server(db: Database) -> AsyncIterator[AuthServer]:
+async def auth_server(db: Database, clock: FakeClock) -> AsyncIterator[AuthServer]:
     """Runs once per store backend."""
-    async with signed_up_auth_server(db) as server:
+    async with signed_up_auth_server(db, clock) as server:
         yield server
 
 
 @pytest.fixture
-async def sqlite_auth_server(sqlite_db: Database) -> AsyncIterator[AuthServer]:
+async def sqlite_auth_server(sqlite_db: Database, clock: FakeClock) -> AsyncIterator[AuthServer]:
     """SQLite only: for the many endpoint tests whose logic does not depend on the backend."""
-    async with signed_up_auth_server(sqlite_db) as server:
+    async with signed_up_auth_server(sqlite_db, clock) as server:
         yield server

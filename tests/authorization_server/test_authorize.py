@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import html
 import re
-import time
 from typing import Any
 from urllib.parse import urlencode
 
@@ -396,7 +395,7 @@ async def test_allow_issues_code_with_state_and_iss_rfc9207_s2(sqlite_auth_serve
         sqlite_auth_server.settings.mcp_url,
     )
     assert row.used_at is None
-    assert abs(row.expires_at - (time.time() + 60)) <= 5
+    assert row.expires_at == sqlite_auth_server.ctx.now() + 60
 
 
 async def test_deny_is_access_denied_with_iss_rfc6749_s4_1_2_1(sqlite_auth_server: AuthServer) -> None:

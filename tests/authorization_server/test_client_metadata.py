@@ -34,6 +34,7 @@ from epicme.authorization_server.client_metadata import (
 )
 from epicme.config import Settings
 from epicme.oauth.errors import InvalidClient
+from tests.support.clock import FakeClock
 
 PREFIX = "Client metadata document: "
 JSON = {"Content-Type": "application/json"}
@@ -130,14 +131,6 @@ def document(url: str, **overrides: Any) -> dict[str, Any]:
     return doc
 
 
-class FakeClock:
-    def __init__(self) -> None:
-        self.now = 1_000_000.0
-
-    def __call__(self) -> float:
-        return self.now
-
-
 @pytest.fixture
 async def server() -> AsyncIterator[DocServer]:
     srv = DocServer()
@@ -150,7 +143,8 @@ async def server() -> AsyncIterator[DocServer]:
 
 @pytest.fixture
 def clock() -> FakeClock:
-    return FakeClock()
+    """A fixed start, so documents can be compared whole (`fetched_at`, `expires_at`)."""
+    return FakeClock(1_000_000.0)
 
 
 @pytest.fixture
@@ -683,11 +677,11 @@ async def test_cache_hit_then_expiry(server: DocServer, fetcher: ClientMetadataF
     first = await fetcher.load(url)
     assert await fetcher.load(url) is first
     assert server.hits["/client.json"] == 1
-    clock.now += 299
+    clock.advance(299)
     await fetcher.load(url)
     assert server.hits["/client.json"] == 1
-    clock.now += 2
-    assert (await fetcher.load(url)).fetched_at == clock.now
+    clock.advance(2)
+    assert (await fetcher.load(url)).fetched_at == clock()
     assert server.hits["/client.json"] == 2
 
 

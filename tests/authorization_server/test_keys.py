@@ -4,8 +4,6 @@ disappears once the retention has passed."""
 
 from __future__ import annotations
 
-import asyncio
-import time
 from typing import Any
 
 import jwt
@@ -18,7 +16,9 @@ from epicme.authorization_server import passwords
 from epicme.authorization_server.keys import KeyStore, ensure_signing_key, rotate_keys
 from epicme.config import Settings
 from epicme.storage import schema
+from epicme.storage.signing_keys import StoredKey
 from tests.authorization_server.conftest import AuthServer
+from tests.support.clock import FakeClock
 
 
 @pytest.fixture(autouse=True)
@@ -27,13 +27,6 @@ def fast_password_hashing(monkeypatch: pytest.MonkeyPatch) -> None:
     so the test user's hash (made in the fixture) uses minimal argon2id parameters, which verification
     reads from the hash itself."""
     monkeypatch.setattr(passwords, "_hasher", PasswordHasher(time_cost=1, memory_cost=1024, parallelism=1))
-
-
-async def early_in_a_second() -> None:
-    """Stored times are whole seconds: wait, if need be, until at least half a second of the current
-    wall-clock second remains, so the next few quick steps share one second."""
-    if time.time() % 1 > 0.5:
-        await asyncio.sleep(1.01 - time.time() % 1)
 
 
 async def jwks(server: AuthServer) -> dict[str, Any]:
@@ -58,9 +51,15 @@ def verify(document: dict[str, Any], token: str, server: AuthServer) -> dict[str
     )
 
 
-def reload_keys(server: AuthServer) -> None:
-    """A fresh KeyStore: what a running server sees once its ring is reloaded from the store."""
-    server.ctx.keys = KeyStore(server.ctx.db)
+def reload_keys(server: AuthServer, refresh_seconds: float = 30.0) -> None:
+    """A fresh KeyStore: what a running server sees once its ring is reloaded from the store (and,
+    with `refresh_seconds=0`, at every request from then on)."""
+    server.ctx.keys = KeyStore(server.ctx.db, refresh_seconds, clock=server.ctx.clock)
+
+
+async def rotate(server: AuthServer, retention: int) -> StoredKey:
+    """`epicme keys rotate`, run at the server's time."""
+    return await rotate_keys(server.ctx.db, retention, server.ctx.clock)
 
 
 async def introspector(server: AuthServer) -> tuple[str, str]:
@@ -105,7 +104,7 @@ async def test_rotation_keeps_old_tokens_valid_and_signs_with_new_kid_rfc7517(au
     old_kid = jwt.get_unverified_header(old_tokens["access_token"])["kid"]
     assert kids(await jwks(auth_server)) == {old_kid}
 
-    new_key = await rotate_keys(auth_server.ctx.db, retention=600)
+    new_key = await rotate(auth_server, retention=600)
     assert new_key.kid != old_kid
     reload_keys(auth_server)
 
@@ -132,24 +131,23 @@ async def test_running_ring_sees_rotation_only_after_reload(sqlite_auth_server: 
     client_id = (await sqlite_auth_server.register())["client_id"]
     tokens = await sqlite_auth_server.tokens_for(client_id)
     old_kid = jwt.get_unverified_header(tokens["access_token"])["kid"]
-    new_key = await rotate_keys(sqlite_auth_server.ctx.db, retention=600)
+    new_key = await rotate(sqlite_auth_server, retention=600)
     assert kids(await jwks(sqlite_auth_server)) == {old_kid}
-    sqlite_auth_server.ctx.keys = KeyStore(sqlite_auth_server.ctx.db, refresh_seconds=0)
+    reload_keys(sqlite_auth_server, refresh_seconds=0)
     assert kids(await jwks(sqlite_auth_server)) == {new_key.kid, old_kid}
 
 
-async def test_retired_key_disappears_after_retention(sqlite_auth_server: AuthServer) -> None:
+async def test_retired_key_disappears_after_retention(sqlite_auth_server: AuthServer, clock: FakeClock) -> None:
     """A retired key is published for `retention` seconds and then no longer: tokens it signed stop
     verifying (introspection inactive) while the new key keeps working."""
     credentials = await introspector(sqlite_auth_server)
     client_id = (await sqlite_auth_server.register())["client_id"]
     old_tokens = await sqlite_auth_server.tokens_for(client_id)
     old_kid = jwt.get_unverified_header(old_tokens["access_token"])["kid"]
-    await early_in_a_second()
-    new_key = await rotate_keys(sqlite_auth_server.ctx.db, retention=1)
-    sqlite_auth_server.ctx.keys = KeyStore(sqlite_auth_server.ctx.db, refresh_seconds=0)
+    new_key = await rotate(sqlite_auth_server, retention=1)
+    reload_keys(sqlite_auth_server, refresh_seconds=0)
     assert kids(await jwks(sqlite_auth_server)) == {new_key.kid, old_kid}
-    await asyncio.sleep(1.05)
+    clock.advance(1)
     assert kids(await jwks(sqlite_auth_server)) == {new_key.kid}
     assert not await is_active(sqlite_auth_server, credentials, old_tokens["access_token"])
     new_tokens = await refresh(sqlite_auth_server, client_id, old_tokens["refresh_token"])
@@ -160,8 +158,8 @@ async def test_retired_key_disappears_after_retention(sqlite_auth_server: AuthSe
 async def test_repeated_rotation_publishes_all_live_keys(sqlite_auth_server: AuthServer) -> None:
     """Two rotations in a row: the newest key signs, both earlier keys stay published."""
     first = kids(await jwks(sqlite_auth_server))
-    second = await rotate_keys(sqlite_auth_server.ctx.db, retention=600)
-    third = await rotate_keys(sqlite_auth_server.ctx.db, retention=600)
+    second = await rotate(sqlite_auth_server, retention=600)
+    third = await rotate(sqlite_auth_server, retention=600)
     reload_keys(sqlite_auth_server)
     assert kids(await jwks(sqlite_auth_server)) == {third.kid, second.kid, *first}
     assert (await sqlite_auth_server.ctx.keys.ring()).signing_kid == third.kid

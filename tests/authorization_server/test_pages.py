@@ -3,12 +3,10 @@ session cookie, sign-in throttling and the `return_to` open-redirect guard."""
 
 from __future__ import annotations
 
-import asyncio
 import base64
 import html
 import json
 import re
-import time
 from urllib.parse import urlencode
 
 import httpx2
@@ -24,6 +22,7 @@ from epicme.storage import schema
 from epicme.storage.database import Database
 from tests.authorization_server.conftest import CHALLENGE, REDIRECT_URI, USER_EMAIL, USER_PASSWORD, AuthServer
 from tests.support.browser import hidden_fields
+from tests.support.clock import FakeClock
 
 
 @pytest.fixture(autouse=True)
@@ -105,13 +104,6 @@ async def count_codes(server: AuthServer) -> int:
         return int(await conn.scalar(sa.select(sa.func.count()).select_from(schema.authorization_codes)) or 0)
 
 
-async def early_in_a_second() -> None:
-    """Stored times are whole seconds: wait, if need be, until at least half a second of the current
-    wall-clock second remains, so the next few quick steps share one second."""
-    if time.time() % 1 > 0.5:
-        await asyncio.sleep(1.01 - time.time() % 1)
-
-
 # -- Headers and the session cookie -----------------------------------------------------------------------------
 
 
@@ -157,7 +149,7 @@ async def test_sign_in_rotates_session_id_owasp_session_fixation(sqlite_auth_ser
     assert "httponly" in session_cookie_header(response).lower()
 
 
-async def test_tampered_or_expired_cookie_is_no_session(sqlite_auth_server: AuthServer) -> None:
+async def test_tampered_or_expired_cookie_is_no_session(sqlite_auth_server: AuthServer, clock: FakeClock) -> None:
     """A cookie whose signature does not verify, or whose expiry passed, is no session at all. As a
     control, the untouched cookie set the same way is a session (the consent page is shown)."""
     await login_attempt(sqlite_auth_server, USER_PASSWORD)
@@ -166,7 +158,7 @@ async def test_tampered_or_expired_cookie_is_no_session(sqlite_auth_server: Auth
     client_id = (await sqlite_auth_server.register())["client_id"]
     body, signature = value.split(".")
     user_id = str(cookie_payload(f"x={value}")["uid"])
-    expired = Session("sid-expired", user_id, int(time.time()) - 100, int(time.time()) - 1)
+    expired = Session("sid-expired", user_id, clock.now() - 100, clock.now() - 1)
     carrier = Response()
     sqlite_auth_server.ctx.sessions.save(carrier, expired)
     expired_value = carrier.headers["set-cookie"].split(";", 1)[0].split("=", 1)[1].strip('"')
@@ -438,53 +430,49 @@ async def test_sixth_wrong_password_is_429_and_right_password_refused_too(sqlite
     assert other.status_code == 400
 
 
-async def test_throttle_clears_after_window_end_to_end(sqlite_auth_server: AuthServer) -> None:
+async def test_throttle_clears_after_window_end_to_end(sqlite_auth_server: AuthServer, clock: FakeClock) -> None:
     """The lock-out lasts one window, never for good: with a 1 s window, the right password works
     again once the window has passed."""
-    sqlite_auth_server.ctx.throttle = LoginThrottle(sqlite_auth_server.ctx.db, ThrottleLimits(window=1, per_account=2))
-    await early_in_a_second()
+    limits = ThrottleLimits(window=1, per_account=2)
+    sqlite_auth_server.ctx.throttle = LoginThrottle(sqlite_auth_server.ctx.db, limits, clock=clock)
     for _ in range(2):
         assert (await login_attempt(sqlite_auth_server, "wrong password")).status_code == 400
     throttled = await login_attempt(sqlite_auth_server, USER_PASSWORD)
     assert throttled.status_code == 429
     assert throttled.headers["retry-after"] == "1"
     assert notice(throttled.text) == "Too many failed sign-in attempts. Try again in 1 minute."
-    await asyncio.sleep(1.05)
+    clock.advance(1)
     response = await login_attempt(sqlite_auth_server, USER_PASSWORD)
     assert response.status_code == 200
     assert "Signed in as ana@example.com." in response.text
 
 
-async def test_throttle_window_and_reset_unit(sqlite_db: Database) -> None:
-    """LoginThrottle against the store: limit per account, cleared after the window, a new window
-    restarts the count, and a success clears the account's count."""
-    throttle = LoginThrottle(sqlite_db, ThrottleLimits(window=1, per_account=5, per_address=100))
-    await early_in_a_second()
-    for _ in range(4):
-        await throttle.record_failure("a@example.com", "10.0.0.1")
-    assert await throttle.retry_after("a@example.com", "10.0.0.1") == 0
-    await throttle.record_failure("a@example.com", "10.0.0.1")
-    assert await throttle.retry_after("a@example.com", "10.0.0.1") == 1
-    assert await throttle.retry_after("a@example.com", "10.0.0.2") == 1
-    assert await throttle.retry_after("b@example.com", "10.0.0.1") == 0
-    await asyncio.sleep(1.05)
-    assert await throttle.retry_after("a@example.com", "10.0.0.1") == 0
-    await throttle.record_failure("a@example.com", "10.0.0.1")
+async def test_throttle_window_and_reset_unit(sqlite_db: Database, clock: FakeClock) -> None:
+    """LoginThrottle against the store, through `begin_attempt` as sign-in uses it: limit per
+    account (the attempt past it is refused, with the seconds to wait, and not counted), cleared
+    after the window, a new window restarts the count, and a success clears the account's count."""
+    throttle = LoginThrottle(sqlite_db, ThrottleLimits(window=1, per_account=5, per_address=100), clock=clock)
+    for _ in range(5):
+        assert await throttle.begin_attempt("a@example.com", "10.0.0.1") == 0
+    assert await throttle.begin_attempt("a@example.com", "10.0.0.1") == 1
+    assert await throttle.begin_attempt("a@example.com", "10.0.0.2") == 1
+    assert await throttle.begin_attempt("b@example.com", "10.0.0.1") == 0
+    clock.advance(1)
+    assert await throttle.begin_attempt("a@example.com", "10.0.0.1") == 0
     async with sqlite_db.read() as conn:
         failures = await conn.scalar(
             sa.select(schema.login_throttle.c.failures).where(schema.login_throttle.c.key == "account:a@example.com")
         )
     assert failures == 1
     await throttle.record_success("a@example.com")
-    for _ in range(4):
-        await throttle.record_failure("a@example.com", "10.0.0.1")
-    assert await throttle.retry_after("a@example.com", "10.0.0.1") == 0
+    for _ in range(5):
+        assert await throttle.begin_attempt("a@example.com", "10.0.0.1") == 0
 
 
-async def test_throttle_per_address_unit(sqlite_db: Database) -> None:
+async def test_throttle_per_address_unit(sqlite_db: Database, clock: FakeClock) -> None:
     """Failures from one address across many accounts are limited too (password spraying)."""
-    throttle = LoginThrottle(sqlite_db, ThrottleLimits(window=900, per_account=5, per_address=3))
+    throttle = LoginThrottle(sqlite_db, ThrottleLimits(window=900, per_account=5, per_address=3), clock=clock)
     for index in range(3):
-        await throttle.record_failure(f"user{index}@example.com", "10.0.0.9")
-    assert 890 <= await throttle.retry_after("fresh@example.com", "10.0.0.9") <= 900
-    assert await throttle.retry_after("fresh@example.com", "10.0.0.10") == 0
+        assert await throttle.begin_attempt(f"user{index}@example.com", "10.0.0.9") == 0
+    assert 890 <= await throttle.begin_attempt("fresh@example.com", "10.0.0.9") <= 900
+    assert await throttle.begin_attempt("fresh@example.com", "10.0.0.10") == 0

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import asyncio
 import base64
-import time
 from typing import Any
 
 import httpx2
@@ -16,9 +15,10 @@ from argon2 import PasswordHasher
 from jwt import PyJWKSet
 
 from epicme.authorization_server import passwords
-from epicme.oauth.opaque import digest
+from epicme.authorization_server.tokens import _is_current
 from epicme.storage import schema
 from tests.authorization_server.conftest import REDIRECT_URI, USER_EMAIL, USER_PASSWORD, VERIFIER, AuthServer
+from tests.support.clock import FakeClock
 
 
 @pytest.fixture(autouse=True)
@@ -105,7 +105,7 @@ async def test_access_token_is_rfc9068_jwt(sqlite_auth_server: AuthServer) -> No
     assert claims["client_id"] == client_id
     assert claims["scope"] == "user:read entries:read"
     assert claims["exp"] - claims["iat"] == 900
-    assert abs(claims["iat"] - time.time()) < 30
+    assert claims["iat"] == sqlite_auth_server.ctx.now()
     assert claims["jti"]
 
 
@@ -232,15 +232,11 @@ async def test_wrong_pkce_verifier_is_invalid_grant_rfc7636_s4_6(sqlite_auth_ser
     assert_oauth_error(response, 400, "invalid_request", "'code_verifier' is required.")
 
 
-async def test_expired_code_is_invalid_grant_rfc6749_s4_1_2(sqlite_auth_server: AuthServer) -> None:
+async def test_expired_code_is_invalid_grant_rfc6749_s4_1_2(sqlite_auth_server: AuthServer, clock: FakeClock) -> None:
     """RFC 6749 §4.1.2: codes are short-lived; an expired one is invalid_grant."""
     client_id = (await sqlite_auth_server.register())["client_id"]
     code = await sqlite_auth_server.code_for(client_id)
-    async with sqlite_auth_server.ctx.db.write() as conn:
-        table = schema.authorization_codes
-        await conn.execute(
-            table.update().where(table.c.code_hash == digest(code)).values(expires_at=int(time.time()) - 1)
-        )
+    clock.advance(sqlite_auth_server.settings.authorization_code_ttl)
     assert_oauth_error(
         await sqlite_auth_server.exchange(client_id, code), 400, "invalid_grant", "The authorization code has expired."
     )
@@ -363,17 +359,13 @@ async def test_unknown_refresh_token_is_invalid_grant_rfc6749_s5_2(sqlite_auth_s
     assert_oauth_error(response, 400, "invalid_request", "'refresh_token' is required.")
 
 
-async def test_expired_refresh_token_is_invalid_grant_rfc6749_s5_2(sqlite_auth_server: AuthServer) -> None:
+async def test_expired_refresh_token_is_invalid_grant_rfc6749_s5_2(
+    sqlite_auth_server: AuthServer, clock: FakeClock
+) -> None:
     """RFC 6749 §5.2: an expired refresh token is invalid_grant."""
     client_id = (await sqlite_auth_server.register())["client_id"]
     tokens = await sqlite_auth_server.tokens_for(client_id)
-    async with sqlite_auth_server.ctx.db.write() as conn:
-        table = schema.refresh_tokens
-        await conn.execute(
-            table.update()
-            .where(table.c.token_hash == digest(tokens["refresh_token"]))
-            .values(expires_at=int(time.time()) - 1)
-        )
+    clock.advance(sqlite_auth_server.settings.refresh_token_ttl)
     assert_oauth_error(
         await refresh(sqlite_auth_server, client_id, tokens["refresh_token"]),
         400,
@@ -515,3 +507,17 @@ async def test_client_authentication_failures_rfc6749_s5_2(sqlite_auth_server: A
     for data, headers, description in cases:
         response = await sqlite_auth_server.http.post("/token", data=data, headers=headers)
         assert_oauth_error(response, 401, "invalid_client", description)
+
+
+def test_own_token_times_must_be_json_numbers_rfc7519_s2() -> None:
+    """Introspection and revocation read back our own JWTs against the server's clock: iat, nbf
+    and exp must be JSON numbers (a numeric string is refused), none in the future, exp not reached."""
+    assert _is_current({"iat": 100, "exp": 200}, 150, verify_exp=True)
+    assert _is_current({"iat": 100.5, "nbf": 100, "exp": 200}, 150, verify_exp=True)
+    assert not _is_current({"iat": "100", "exp": 200}, 150, verify_exp=True)
+    assert not _is_current({"iat": 100, "exp": "200"}, 150, verify_exp=True)
+    assert not _is_current({"iat": 100, "nbf": True, "exp": 200}, 150, verify_exp=True)
+    assert not _is_current({"iat": 160, "exp": 200}, 150, verify_exp=True)  # issued in the future
+    assert not _is_current({"iat": 100, "nbf": 151, "exp": 200}, 150, verify_exp=True)
+    assert not _is_current({"iat": 100, "exp": 150}, 150, verify_exp=True)
+    assert _is_current({"iat": 100, "exp": 150}, 150, verify_exp=False)

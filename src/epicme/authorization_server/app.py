@@ -54,18 +54,25 @@ CORS_POLICY = path_policy(
 
 
 async def build_context(
-    settings: Settings, db: Database, fetcher: ClientMetadataFetcher | None = None
+    settings: Settings,
+    db: Database,
+    fetcher: ClientMetadataFetcher | None = None,
+    *,
+    clock: Callable[[], float] = time.time,
 ) -> ServerContext:
-    await ensure_signing_key(db)
+    """Everything the handlers share. `clock` is the server's one wall clock: each part that keeps
+    time gets it, so a test can move time forward for all of them at once."""
+    await ensure_signing_key(db, clock)
     await passwords.prepare()
     secret = settings.session_secret or await load_or_create_secret(db, "session")
     return ServerContext(
         settings=settings,
         db=db,
-        clients=ClientRegistry(db, fetcher or ClientMetadataFetcher.from_settings(settings)),
-        keys=KeyStore(db),
-        sessions=SessionCodec(secret, ttl=settings.session_ttl, secure=settings.is_https),
-        throttle=LoginThrottle(db),
+        clients=ClientRegistry(db, fetcher or ClientMetadataFetcher.from_settings(settings, clock=clock)),
+        keys=KeyStore(db, clock=clock),
+        sessions=SessionCodec(secret, ttl=settings.session_ttl, secure=settings.is_https, clock=clock),
+        throttle=LoginThrottle(db, clock=clock),
+        clock=clock,
     )
 
 
@@ -77,7 +84,7 @@ async def purge_periodically(ctx: ServerContext, interval: float = PURGE_INTERVA
     while True:
         try:
             async with ctx.db.write() as conn:
-                await grants.purge_expired(conn, int(time.time()))
+                await grants.purge_expired(conn, ctx.now())
         except StoreUnavailable:
             log.warning("could not purge expired credentials: store unavailable")
         await asyncio.sleep(interval)
@@ -120,7 +127,7 @@ def build_authorization_app(ctx: ServerContext) -> Starlette:
         Route(paths.METADATA, serve_metadata, methods=["GET", "HEAD"]),
         Route(paths.OPENID_CONFIGURATION, serve_metadata, methods=["GET", "HEAD"]),
         Route(paths.JWKS, serve_jwks, methods=["GET", "HEAD"]),
-        Route(paths.REGISTER, bind(lambda request, c: register(request, c.settings, c.db)), methods=["POST"]),
+        Route(paths.REGISTER, bind(register), methods=["POST"]),
         Route(paths.AUTHORIZE, bind(authorize), methods=["GET", "POST"]),
         Route(paths.LOGIN, bind(login_form), methods=["GET"]),
         Route(paths.LOGIN, bind(login_submit), methods=["POST"]),

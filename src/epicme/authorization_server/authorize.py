@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import time
 import uuid
 from collections.abc import Collection
 from urllib.parse import urlencode, urlsplit
@@ -67,7 +66,7 @@ async def _issue_code(
     order = ctx.settings.scopes
     granted = plan.granted(plan.optional if ticked is None else ticked, order)
     scope = format_scope(plan.issued(granted, order))
-    now = int(time.time())
+    now = ctx.now()
     code = new_secret(32)
 
     def code_for(grant_id: str) -> AuthorizationCode:

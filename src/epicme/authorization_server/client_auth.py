@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import base64
-import time
 from urllib.parse import unquote
 
 from starlette.datastructures import FormData
@@ -68,6 +67,6 @@ async def authenticate_client(
     # Compared as digests in constant time; the secret itself is never stored.
     if not digest_matches(secret, client.secret_hash):
         raise errors.InvalidClient("Client authentication failed: wrong client secret.")
-    if client.client_secret_expires_at and client.client_secret_expires_at <= time.time():
+    if client.client_secret_expires_at and client.client_secret_expires_at <= ctx.now():
         raise errors.InvalidClient("Client authentication failed: the client secret has expired.")
     return client

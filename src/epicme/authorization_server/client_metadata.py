@@ -181,7 +181,7 @@ class ClientMetadataFetcher:
         )
 
     @classmethod
-    def from_settings(cls, settings: Settings) -> ClientMetadataFetcher:
+    def from_settings(cls, settings: Settings, *, clock: Callable[[], float] = time.time) -> ClientMetadataFetcher:
         return cls(
             timeout=settings.cimd_timeout,
             max_bytes=settings.cimd_max_bytes,
@@ -189,6 +189,7 @@ class ClientMetadataFetcher:
             allow_private_addresses=settings.cimd_allow_private_addresses,
             allow_http=settings.insecure_http or settings.cimd_allow_private_addresses,
             allow_insecure_redirect_uris=settings.insecure_http,
+            clock=clock,
         )
 
     async def load(self, client_id: str) -> ClientDocument:

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import time
+from collections.abc import Callable
 from dataclasses import dataclass
 
 from epicme.authorization_server.clients import ClientRegistry
@@ -20,6 +22,13 @@ class ServerContext:
     keys: KeyStore
     sessions: SessionCodec
     throttle: LoginThrottle
+    # The one wall clock every expiry, issue time and window is read from (the parts above that
+    # keep time were built with it too), so tests can move time instead of waiting for it.
+    clock: Callable[[], float] = time.time
+
+    def now(self) -> int:
+        """The current time in whole seconds, as stored and as put in tokens."""
+        return int(self.clock())
 
     @property
     def resources(self) -> frozenset[str]:

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -36,16 +37,16 @@ def _generate(now: int) -> StoredKey:
     return StoredKey(kid, ALGORITHM, pem, jwk, now, None, None)
 
 
-async def ensure_signing_key(db: Database) -> None:
+async def ensure_signing_key(db: Database, clock: Callable[[], float] = time.time) -> None:
     """Create the first key if the store has none. Safe when replicas start together."""
     async with db.write() as conn:
         if not await signing_keys.has_active_key(conn):
-            await signing_keys.insert_key(conn, _generate(int(time.time())))
+            await signing_keys.insert_key(conn, _generate(int(clock())))
 
 
-async def rotate_keys(db: Database, retention: int) -> StoredKey:
+async def rotate_keys(db: Database, retention: int, clock: Callable[[], float] = time.time) -> StoredKey:
     """Sign new tokens with a fresh key; keep publishing the old ones for `retention` seconds."""
-    now = int(time.time())
+    now = int(clock())
     key = _generate(now)
     async with db.write() as conn:
         await signing_keys.retire_active_keys(conn, now, now + retention)
@@ -73,11 +74,15 @@ class KeyRing:
 
 class KeyStore:
     """Loads the key ring from the store and reloads it now and then, so a rotation made by
-    `epicme keys rotate` (another process) reaches running servers within `refresh_seconds`."""
+    `epicme keys rotate` (another process) reaches running servers within `refresh_seconds`.
 
-    def __init__(self, db: Database, refresh_seconds: float = 30.0) -> None:
+    `clock` is the server's wall clock, which says which retired keys are still published; the
+    reload interval is measured on the monotonic clock, which a wall-clock step cannot stretch."""
+
+    def __init__(self, db: Database, refresh_seconds: float = 30.0, *, clock: Callable[[], float] = time.time) -> None:
         self._db = db
         self._refresh_seconds = refresh_seconds
+        self._clock = clock
         self._ring: KeyRing | None = None
 
     async def ring(self) -> KeyRing:
@@ -87,11 +92,11 @@ class KeyStore:
         return ring
 
     async def _load(self) -> KeyRing:
-        keys = await signing_keys.load_published_keys(self._db, int(time.time()))
+        keys = await signing_keys.load_published_keys(self._db, int(self._clock()))
         active = [key for key in keys if key.retired_at is None]
         if not active:
-            await ensure_signing_key(self._db)
-            keys = await signing_keys.load_published_keys(self._db, int(time.time()))
+            await ensure_signing_key(self._db, self._clock)
+            keys = await signing_keys.load_published_keys(self._db, int(self._clock()))
             active = [key for key in keys if key.retired_at is None]
         signer = active[0]
         private_key = serialization.load_pem_private_key(signer.private_pem.encode("ascii"), password=None)

@@ -7,7 +7,6 @@ refused registration leaves no trace. Unrecognised fields are ignored (RFC 7591 
 from __future__ import annotations
 
 import json
-import time
 import uuid
 from typing import Any
 from urllib.parse import urlsplit
@@ -15,13 +14,13 @@ from urllib.parse import urlsplit
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 
+from epicme.authorization_server.context import ServerContext
 from epicme.config import Settings
 from epicme.oauth.errors import NO_STORE, InvalidClientMetadata, OAuthError
 from epicme.oauth.opaque import digest, new_secret
 from epicme.oauth.redirect_uris import check_redirect_uri
 from epicme.oauth.scopes import format_scope, parse_scope
 from epicme.storage import clients as client_store
-from epicme.storage.database import Database
 
 AUTH_METHODS = ("none", "client_secret_basic", "client_secret_post")
 GRANT_TYPES = ("authorization_code", "refresh_token")
@@ -130,7 +129,7 @@ def build_client_metadata(body: object, settings: Settings) -> dict[str, Any]:
     return metadata
 
 
-async def register(request: Request, settings: Settings, db: Database) -> Response:
+async def register(request: Request, ctx: ServerContext) -> Response:
     try:
         try:
             body = json.loads(await request.body())
@@ -140,14 +139,14 @@ async def register(request: Request, settings: Settings, db: Database) -> Respon
             # ValueError covers malformed JSON, bad UTF-8 and unpaired surrogates; RecursionError
             # a body nested deeper than the parser goes.
             raise InvalidClientMetadata("The request body must be a JSON object in UTF-8.") from None
-        metadata = build_client_metadata(body, settings)
+        metadata = build_client_metadata(body, ctx.settings)
     except OAuthError as error:
         return error.to_response()
-    now = int(time.time())
+    now = ctx.now()
     client_id = str(uuid.uuid4())
     secret = new_secret(32) if metadata["token_endpoint_auth_method"] != "none" else None
     await client_store.save_client(
-        db,
+        ctx.db,
         client_store.StoredClient(
             client_id=client_id,
             secret_hash=digest(secret) if secret else None,

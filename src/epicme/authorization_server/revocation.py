@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import time
 from typing import Any
 
 from starlette.requests import Request
@@ -35,7 +34,7 @@ async def revoke(request: Request, ctx: ServerContext) -> Response:
             raise errors.UnsupportedTokenType(f"token_type_hint '{hint}' is not supported.")
     except errors.OAuthError as error:
         return error.to_response()
-    now = int(time.time())
+    now = ctx.now()
     async with ctx.db.write() as conn:
         refresh = await grants.load_refresh_token(conn, digest(token))
         if refresh is not None:
@@ -53,7 +52,7 @@ async def revoke(request: Request, ctx: ServerContext) -> Response:
 
 
 async def _describe(ctx: ServerContext, token: str) -> dict[str, Any]:
-    now = int(time.time())
+    now = ctx.now()
     async with ctx.db.read() as conn:
         refresh = await grants.load_refresh_token(conn, digest(token))
         if refresh is not None:

@@ -12,6 +12,7 @@ import hashlib
 import hmac
 import json
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 
 from starlette.requests import Request
@@ -46,11 +47,15 @@ def _same(expected: str, presented: str) -> bool:
 
 
 class SessionCodec:
-    def __init__(self, secret: str, *, ttl: int, secure: bool) -> None:
+    def __init__(self, secret: str, *, ttl: int, secure: bool, clock: Callable[[], float] = time.time) -> None:
         self._key = hashlib.sha256(("epicme-session|" + secret).encode()).digest()
         self._csrf_key = hashlib.sha256(("epicme-csrf|" + secret).encode()).digest()
         self.ttl = ttl
         self.secure = secure
+        self._clock = clock
+
+    def _now(self) -> int:
+        return int(self._clock())
 
     def _sign(self, payload: bytes) -> str:
         return _b64(hmac.new(self._key, payload, hashlib.sha256).digest())
@@ -71,12 +76,12 @@ class SessionCodec:
             session = Session(str(data["sid"]), data.get("uid"), data.get("at"), int(data["exp"]))
         except (ValueError, KeyError, TypeError):
             return None
-        if session.expires_at <= time.time():
+        if session.expires_at <= self._now():
             return None
         return session
 
     def new(self, user_id: str | None = None) -> Session:
-        now = int(time.time())
+        now = self._now()
         # A fresh id at every sign-in, so a session id planted before sign-in is worthless.
         return Session(new_secret(18), user_id, now if user_id else None, now + self.ttl)
 
@@ -88,7 +93,7 @@ class SessionCodec:
         response.set_cookie(
             COOKIE_NAME,
             f"{_b64(payload)}.{self._sign(payload)}",
-            max_age=max(0, session.expires_at - int(time.time())),
+            max_age=max(0, session.expires_at - self._now()),
             path="/",
             httponly=True,
             samesite="lax",

@@ -13,6 +13,7 @@ Cheat Sheet, account lockout). A successful sign-in gives its attempt back.
 from __future__ import annotations
 
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 
 from sqlalchemy import select
@@ -34,26 +35,15 @@ class ThrottleLimits:
 
 
 class LoginThrottle:
-    def __init__(self, db: Database, limits: ThrottleLimits | None = None) -> None:
+    def __init__(
+        self, db: Database, limits: ThrottleLimits | None = None, *, clock: Callable[[], float] = time.time
+    ) -> None:
         self._db = db
         self.limits = limits or ThrottleLimits()
+        self._clock = clock
 
     def _keys(self, email: str, address: str) -> dict[str, int]:
         return {f"account:{email}": self.limits.per_account, f"address:{address}": self.limits.per_address}
-
-    async def retry_after(self, email: str, address: str) -> int:
-        """Seconds until sign-in may be tried again, or 0 if it may be tried now."""
-        now = int(time.time())
-        keys = self._keys(email, address)
-        table = schema.login_throttle
-        async with self._db.read() as conn:
-            rows = (await conn.execute(select(table).where(table.c.key.in_(list(keys))))).all()
-        wait = 0
-        for row in rows:
-            window_end = row.window_start + self.limits.window
-            if window_end > now and row.failures >= keys[row.key]:
-                wait = max(wait, window_end - now)
-        return wait
 
     async def begin_attempt(self, email: str, address: str) -> int:
         """Count a sign-in attempt against both limits, atomically, before its password is checked.
@@ -64,7 +54,7 @@ class LoginThrottle:
         while True:
             try:
                 async with self._db.write() as conn:
-                    return await self._count_attempt(conn, self._keys(email, address), int(time.time()))
+                    return await self._count_attempt(conn, self._keys(email, address), int(self._clock()))
             except IntegrityError:
                 # Another attempt created one of these counters first; now it exists and is locked.
                 tries -= 1
@@ -96,19 +86,6 @@ class LoginThrottle:
             else:
                 await conn.execute(table.insert().values(key=key, failures=1, window_start=now))
         return 0
-
-    async def record_failure(self, email: str, address: str) -> None:
-        now = int(time.time())
-        table = schema.login_throttle
-        async with self._db.write() as conn:
-            for key in self._keys(email, address):
-                row = (await conn.execute(select(table).where(table.c.key == key))).first()
-                if row is None:
-                    await conn.execute(table.insert().values(key=key, failures=1, window_start=now))
-                elif row.window_start + self.limits.window <= now:
-                    await conn.execute(table.update().where(table.c.key == key).values(failures=1, window_start=now))
-                else:
-                    await conn.execute(table.update().where(table.c.key == key).values(failures=row.failures + 1))
 
     async def record_success(self, email: str, address: str | None = None) -> None:
         """Clear the account's count; with `address`, give back the attempt `begin_attempt` counted

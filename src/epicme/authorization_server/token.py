@@ -8,7 +8,6 @@ that was presented wrongly is spent all the same, and a replay's revocation stic
 from __future__ import annotations
 
 import logging
-import time
 from typing import Any
 
 from starlette.datastructures import FormData
@@ -56,7 +55,7 @@ async def _authorization_code(ctx: ServerContext, client: Client, params: dict[s
     code = _required(params, "code")
     redirect_uri = params.get("redirect_uri")
     verifier = _required(params, "code_verifier")
-    now = int(time.time())
+    now = ctx.now()
     async with ctx.db.write() as conn:
         redemption = await grants.redeem_code(conn, digest(code), now)
         if redemption.status == "replayed":
@@ -91,7 +90,7 @@ async def _authorization_code(ctx: ServerContext, client: Client, params: dict[s
 async def _refresh_token(ctx: ServerContext, client: Client, params: dict[str, str]) -> Outcome:
     presented = _required(params, "refresh_token")
     requested_scope = params.get("scope")
-    now = int(time.time())
+    now = ctx.now()
     async with ctx.db.write() as conn:
         rotation = await grants.rotate_refresh_token(conn, digest(presented), now)
         if rotation.status == "revoked":

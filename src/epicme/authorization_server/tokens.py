@@ -61,6 +61,24 @@ async def issue_tokens(
     return body
 
 
+def _numeric_date(value: object) -> int:
+    """RFC 7519 §2: a NumericDate is a JSON number; a string that looks like one is not."""
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        raise ValueError(f"not a NumericDate: {value!r}")
+    return int(value)
+
+
+def _is_current(claims: dict[str, Any], now: int, *, verify_exp: bool) -> bool:
+    """PyJWT's time checks (iat and nbf, if any, not in the future; exp not reached; no leeway), made
+    against the server's clock, which PyJWT cannot be given: it always reads the system's."""
+    try:
+        issued, expires = _numeric_date(claims["iat"]), _numeric_date(claims["exp"])
+        not_before = _numeric_date(claims.get("nbf", issued))
+    except (ValueError, OverflowError):
+        return False
+    return issued <= now and not_before <= now and (not verify_exp or expires > now)
+
+
 async def decode_own_token(ctx: ServerContext, token: str, *, verify_exp: bool) -> dict[str, Any] | None:
     """Claims of an access token this server signed, or None if it is not one."""
     ring = await ctx.keys.ring()
@@ -74,8 +92,14 @@ async def decode_own_token(ctx: ServerContext, token: str, *, verify_exp: bool) 
             key,
             algorithms=[ALGORITHM],
             issuer=ctx.settings.issuer,
-            options={"verify_aud": False, "verify_exp": verify_exp, "require": ["exp", "iat", "jti", "sub"]},
+            options={
+                "verify_aud": False,
+                "verify_exp": False,
+                "verify_iat": False,
+                "verify_nbf": False,
+                "require": ["exp", "iat", "jti", "sub"],
+            },
         )
     except jwt.PyJWTError:
         return None
-    return claims
+    return claims if _is_current(claims, ctx.now(), verify_exp=verify_exp) else None
