@@ -15,7 +15,7 @@ from argon2 import PasswordHasher
 from jwt import PyJWKSet
 
 from epicme.authorization_server import passwords
-from epicme.authorization_server.tokens import _is_current
+from epicme.authorization_server.issuance import _is_current
 from epicme.storage import schema
 from tests.authorization_server.conftest import REDIRECT_URI, USER_EMAIL, USER_PASSWORD, VERIFIER, AuthServer
 from tests.support.clock import FakeClock

@@ -20,14 +20,15 @@ from epicme.authorization_server.authorize import authorize
 from epicme.authorization_server.client_metadata import ClientMetadataFetcher
 from epicme.authorization_server.clients import ClientRegistry
 from epicme.authorization_server.context import ServerContext
+from epicme.authorization_server.introspection import introspect
 from epicme.authorization_server.keys import KeyStore, ensure_signing_key
 from epicme.authorization_server.login import login_form, login_submit, logout
 from epicme.authorization_server.metadata import build_metadata
 from epicme.authorization_server.registration import register
-from epicme.authorization_server.revocation import introspect, revoke
+from epicme.authorization_server.revocation import revoke
 from epicme.authorization_server.sessions import SessionCodec
 from epicme.authorization_server.throttle import LoginThrottle
-from epicme.authorization_server.token import token
+from epicme.authorization_server.token_endpoint import token
 from epicme.config import Settings
 from epicme.storage import grants
 from epicme.storage.database import Database, StoreUnavailable

@@ -10,15 +10,13 @@ from __future__ import annotations
 import logging
 from typing import Any
 
-from starlette.datastructures import FormData
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 
-from epicme.authorization_server.client_auth import authenticate_client
+from epicme.authorization_server.client_request import read_client_request, required
 from epicme.authorization_server.clients import Client
 from epicme.authorization_server.context import ServerContext
-from epicme.authorization_server.login import read_form
-from epicme.authorization_server.tokens import issue_tokens
+from epicme.authorization_server.issuance import issue_tokens
 from epicme.oauth import errors
 from epicme.oauth.opaque import digest
 from epicme.oauth.pkce import verify
@@ -30,31 +28,10 @@ Outcome = dict[str, Any] | errors.OAuthError
 audit = logging.getLogger("epicme.audit")
 
 
-def single_valued_form(form: FormData) -> dict[str, str]:
-    """RFC 6749 §3.2: parameters sent without a value are treated as omitted, and request
-    parameters MUST NOT be included more than once."""
-    values: dict[str, str] = {}
-    for name, value in form.multi_items():
-        if not isinstance(value, str):
-            raise errors.InvalidRequest(f"'{name}' must be a plain form field.")
-        if name in values:
-            raise errors.InvalidRequest(f"The parameter '{name}' was sent more than once.")
-        if value != "":
-            values[name] = value
-    return values
-
-
-def _required(params: dict[str, str], name: str) -> str:
-    value = params.get(name)
-    if value is None:
-        raise errors.InvalidRequest(f"'{name}' is required.")
-    return value
-
-
 async def _authorization_code(ctx: ServerContext, client: Client, params: dict[str, str]) -> Outcome:
-    code = _required(params, "code")
+    code = required(params, "code")
     redirect_uri = params.get("redirect_uri")
-    verifier = _required(params, "code_verifier")
+    verifier = required(params, "code_verifier")
     now = ctx.now()
     async with ctx.db.write() as conn:
         redemption = await grants.redeem_code(conn, digest(code), now)
@@ -88,7 +65,7 @@ async def _authorization_code(ctx: ServerContext, client: Client, params: dict[s
 
 
 async def _refresh_token(ctx: ServerContext, client: Client, params: dict[str, str]) -> Outcome:
-    presented = _required(params, "refresh_token")
+    presented = required(params, "refresh_token")
     requested_scope = params.get("scope")
     now = ctx.now()
     async with ctx.db.write() as conn:
@@ -133,12 +110,8 @@ async def _refresh_token(ctx: ServerContext, client: Client, params: dict[str, s
 
 async def token(request: Request, ctx: ServerContext) -> Response:
     try:
-        form = await read_form(request)
-        if form is None:
-            raise errors.InvalidRequest("The body must be application/x-www-form-urlencoded.")
-        params = single_valued_form(form)
-        client = await authenticate_client(request, form, ctx)
-        grant_type = _required(params, "grant_type")
+        params, client = await read_client_request(request, ctx)
+        grant_type = required(params, "grant_type")
         if grant_type == "authorization_code":
             handler = _authorization_code
         elif grant_type == "refresh_token":
