@@ -8,7 +8,7 @@ import asyncio
 import pytest
 
 from epicme.resource_server.as_metadata_proxy import metadata_urls
-from epicme.resource_server.upstream import parse_max_age
+from epicme.web.cache_control import freshness_lifetime
 
 from .conftest import StartResourceServer
 from .fakes import FakeAuthorizationServer
@@ -202,8 +202,11 @@ def test_metadata_urls_order() -> None:
         ('max-age="30"', 30),
         ("no-cache", 0),
         ("private, no-store, max-age=99", 0),
-        ("max-age=abc", None),
+        ("max-age=abc", 0),  # invalid: stale (RFC 9111 §4.2.1), the same meaning everywhere
+        ("max-age=-5", 0),
+        ("public", None),
+        ("max-age=60, max-age=5", 60),
     ],
 )
-def test_parse_max_age(value: str | None, expected: int | None) -> None:
-    assert parse_max_age(value) == expected
+def test_freshness_lifetime(value: str | None, expected: int | None) -> None:
+    assert freshness_lifetime(value) == expected

@@ -38,13 +38,15 @@ from epicme.authorization_server.address_guard import Resolver, is_forbidden_add
 from epicme.authorization_server.client_document import ClientDocument, parse_json_object, refuse, validate_document
 from epicme.config import Settings
 from epicme.oauth.errors import InvalidClient
+from epicme.web.cache_control import freshness_lifetime
 
 logger = logging.getLogger(__name__)
 
 
 MAX_CLIENT_ID_LENGTH = 2000
 # Cache lifetimes, each capped by `cache_max_age`: without a Cache-Control max-age, and the floor
-# for any max-age, so a client cannot make every authorization request re-fetch its document.
+# for a short one, so that a document kept at all is kept a while (one that must not be kept says
+# so with no-store, max-age=0 or no-cache, and is fetched each time).
 DEFAULT_CACHE_SECONDS = 300
 MIN_CACHE_SECONDS = 60
 USER_AGENT = "EpicMe-CIMD/1.0"
@@ -103,23 +105,14 @@ def is_metadata_document_client_id(client_id: str, *, allow_http: bool = False) 
 def cache_seconds(cache_control: str | None, cache_max_age: int) -> int:
     """How long to keep a document, from its Cache-Control header; 0 means do not keep it.
 
-    no-store and no-cache are honoured (we do not revalidate, so no-cache means fetch every time);
-    max-age is honoured but kept between MIN_CACHE_SECONDS and `cache_max_age`; without max-age the
+    A lifetime of 0 (no-store, no-cache, an invalid max-age: web/cache_control.py) is honoured; any
+    other max-age is kept between MIN_CACHE_SECONDS and `cache_max_age`; without max-age the
     document is kept DEFAULT_CACHE_SECONDS. The Expires header is not consulted.
     """
-    if cache_max_age <= 0:
+    lifetime = freshness_lifetime(cache_control)
+    if cache_max_age <= 0 or lifetime == 0:
         return 0
-    max_age: int | None = None
-    for directive in (cache_control or "").lower().split(","):
-        name, _, value = directive.strip().partition("=")
-        if name in ("no-store", "no-cache"):
-            return 0
-        if name == "max-age":
-            try:
-                max_age = max(0, int(value.strip().strip('"')))
-            except ValueError:
-                return 0  # RFC 9111 §4.2.1: an invalid max-age means the response is stale.
-    seconds = DEFAULT_CACHE_SECONDS if max_age is None else max(max_age, MIN_CACHE_SECONDS)
+    seconds = DEFAULT_CACHE_SECONDS if lifetime is None else max(lifetime, MIN_CACHE_SECONDS)
     return min(seconds, cache_max_age)
 
 

@@ -25,6 +25,7 @@ import httpx2
 from starlette.responses import JSONResponse
 
 from epicme.oauth.errors import NO_STORE, clean_description
+from epicme.web.cache_control import freshness_lifetime
 
 Clock = Callable[[], float]
 
@@ -63,22 +64,6 @@ class Fetched:
     max_age: int | None = None
 
 
-def parse_max_age(cache_control: str | None) -> int | None:
-    """Seconds a response may be reused per its Cache-Control (RFC 9111 §5.2.2), or None if unsaid."""
-    if not cache_control:
-        return None
-    for directive in cache_control.split(","):
-        name, _, value = directive.strip().partition("=")
-        name = name.strip().lower()
-        if name in ("no-store", "no-cache"):
-            return 0
-        if name == "max-age":
-            value = value.strip().strip('"')
-            if value.isdigit():
-                return int(value)
-    return None
-
-
 async def request_json(
     client: httpx2.AsyncClient,
     method: str,
@@ -110,7 +95,7 @@ async def request_json(
                     if size > max_bytes:
                         raise UpstreamUnavailable(f"{url} answered with more than {max_bytes} bytes.")
                     chunks.append(chunk)
-                max_age = parse_max_age(response.headers.get("cache-control"))
+                max_age = freshness_lifetime(response.headers.get("cache-control"))
     except TimeoutError:
         raise UpstreamUnavailable(f"{url} did not answer within {time_limit:g} seconds.") from None
     except httpx2.HTTPError as exc:
