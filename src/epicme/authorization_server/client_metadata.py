@@ -36,6 +36,7 @@ import httpx2
 
 from epicme.authorization_server.address_guard import Resolver, is_forbidden_address, system_resolver
 from epicme.authorization_server.client_document import ClientDocument, parse_json_object, refuse, validate_document
+from epicme.cache import SingleFlight
 from epicme.config import Settings
 from epicme.oauth.errors import InvalidClient
 from epicme.web.cache_control import freshness_lifetime
@@ -163,7 +164,7 @@ class ClientMetadataFetcher:
         self._clock = clock
         self._resolve = resolver or system_resolver
         self._cache: OrderedDict[str, ClientDocument] = OrderedDict()
-        self._inflight: dict[str, asyncio.Task[ClientDocument]] = {}
+        self._flights: SingleFlight[str, ClientDocument] = SingleFlight()
         self._client = httpx2.AsyncClient(
             verify=ssl_context or httpx2.create_ssl_context(),
             follow_redirects=False,  # Never: CIMD draft, Client Information Discovery.
@@ -195,24 +196,10 @@ class ClientMetadataFetcher:
             if cached.expires_at > self._clock():
                 return cached
             del self._cache[client_id]
-        task = self._inflight.get(client_id)
-        if task is None:
-            task = asyncio.create_task(self._fetch_and_store(client_id))
-            self._inflight[client_id] = task
-            task.add_done_callback(lambda done: self._forget(client_id, done))
-        # A cancelled caller must not cancel the fetch others are waiting for.
-        return await asyncio.shield(task)
-
-    def _forget(self, client_id: str, task: asyncio.Task[ClientDocument]) -> None:
-        if self._inflight.get(client_id) is task:
-            del self._inflight[client_id]
-        if not task.cancelled():
-            task.exception()  # Mark it retrieved even if every waiter went away.
+        return await self._flights.run(client_id, lambda: self._fetch_and_store(client_id))
 
     async def aclose(self) -> None:
-        for task in list(self._inflight.values()):
-            task.cancel()
-        self._inflight.clear()
+        self._flights.cancel_all()
         self._cache.clear()
         await self._client.aclose()
 

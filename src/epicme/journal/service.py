@@ -11,7 +11,6 @@ second. Checking first gives the same clear error on both.
 
 from __future__ import annotations
 
-import asyncio
 import enum
 import time
 from collections.abc import Callable, Iterable, Sequence
@@ -22,7 +21,7 @@ from sqlalchemy import Select, delete, func, insert, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncConnection
 
-from epicme.cache import ExpiringLRU
+from epicme.cache import ExpiringLRU, SingleFlight
 from epicme.storage.database import Database
 from epicme.storage.schema import entries, entry_tags, tags, users
 
@@ -186,7 +185,7 @@ class JournalService:
         # whoami is the call clients make most, and an e-mail never changes here: a short-lived
         # copy saves a store round trip per call. "" stands for "no such user" (external subjects).
         self._emails: ExpiringLRU[str, str] = ExpiringLRU(EMAIL_CACHE_SIZE)
-        self._email_lookups: dict[str, asyncio.Future[str]] = {}
+        self._email_lookups: SingleFlight[str, str] = SingleFlight()
 
     # ---- users -----------------------------------------------------------------------------
 
@@ -194,14 +193,8 @@ class JournalService:
         cached = self._emails.get(user_id)
         if cached is None:
             # One store read per user at a time: when the copy expires under load, every call in
-            # flight for that user waits for the same read instead of each making its own. Shielded,
-            # so a caller that goes away does not cancel the read the others are waiting for.
-            lookup = self._email_lookups.get(user_id)
-            if lookup is None:
-                lookup = asyncio.ensure_future(self._load_email(user_id))
-                self._email_lookups[user_id] = lookup
-                lookup.add_done_callback(lambda done: self._lookup_done(user_id, done))
-            cached = await asyncio.shield(lookup)
+            # flight for that user waits for the same read instead of each making its own.
+            cached = await self._email_lookups.run(user_id, lambda: self._load_email(user_id))
         return cached or None
 
     async def _load_email(self, user_id: str) -> str:
@@ -210,12 +203,6 @@ class JournalService:
         found = str(email) if email is not None else ""
         self._emails.put(user_id, found, self._emails.now() + EMAIL_CACHE_SECONDS)
         return found
-
-    def _lookup_done(self, user_id: str, lookup: asyncio.Future[str]) -> None:
-        if self._email_lookups.get(user_id) is lookup:
-            del self._email_lookups[user_id]
-        if not lookup.cancelled():
-            lookup.exception()  # retrieved, so a failure nobody waited for is not logged as lost
 
     # ---- entries ---------------------------------------------------------------------------
 

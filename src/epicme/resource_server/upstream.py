@@ -24,6 +24,7 @@ from typing import Any
 import httpx2
 from starlette.responses import JSONResponse
 
+from epicme.cache import SingleFlight
 from epicme.oauth.errors import NO_STORE, clean_description
 from epicme.web.cache_control import freshness_lifetime
 
@@ -110,6 +111,10 @@ async def request_json(
     return Fetched(url, 200, body, parsed, max_age)
 
 
+# DocumentCache holds one document: its single flight has one key.
+_DOCUMENT = "document"
+
+
 class DocumentCache:
     """One upstream document, loaded by `load` and kept as described in the module docstring.
 
@@ -134,7 +139,7 @@ class DocumentCache:
         self._failure_backoff = failure_backoff
         self._current: Fetched | None = None
         self._expires_at = -math.inf
-        self._inflight: asyncio.Task[Fetched] | None = None
+        self._flight: SingleFlight[str, Fetched] = SingleFlight()
         self._last_failure = -math.inf
         self._last_error: UpstreamUnavailable | None = None
         self._last_forced = -math.inf
@@ -168,16 +173,11 @@ class DocumentCache:
         return await self._refresh()
 
     async def _refresh(self) -> Fetched:
-        if self._inflight is None:
-            if self._clock() - self._last_failure < self._failure_backoff and self._last_error is not None:
-                return self._stale_or_raise(self._last_error)
-            task = asyncio.ensure_future(self._fetch())
-            # Retrieve the outcome even if every waiter was cancelled, so it is never "unretrieved".
-            task.add_done_callback(lambda t: None if t.cancelled() else t.exception())
-            self._inflight = task
+        backing_off = self._clock() - self._last_failure < self._failure_backoff
+        if not self._flight.running(_DOCUMENT) and backing_off and self._last_error is not None:
+            return self._stale_or_raise(self._last_error)
         try:
-            # Shielded: one client hanging up must not cancel the fetch the others are waiting on.
-            return await asyncio.shield(self._inflight)
+            return await self._flight.run(_DOCUMENT, self._fetch)
         except UpstreamUnavailable as exc:
             return self._stale_or_raise(exc)
 
@@ -188,8 +188,6 @@ class DocumentCache:
             self._last_failure = self._clock()
             self._last_error = exc
             raise
-        finally:
-            self._inflight = None
         ttl = self._default_ttl if fetched.max_age is None else fetched.max_age
         self._current = fetched
         self._expires_at = self._clock() + min(max(ttl, self._min_ttl), self._max_ttl)
