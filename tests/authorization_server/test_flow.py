@@ -118,6 +118,9 @@ async def test_code_flow_with_client_id_metadata_document(sqlite_db: Database) -
             consent_page = await server.browser.get(consent_page.headers["location"])
             assert "Document Client" in consent_page.text
             assert "127.0.0.1:9999" in consent_page.text
+            # The page says who vouches for the name: the host the document came from.
+            host_line = f"Described by its publisher at <strong>{host.url.split('://', 1)[1]}</strong>"
+            assert host_line in consent_page.text and "its name is its own claim" not in consent_page.text
             redirect = (await server.browser.decide(consent_page, "allow")).headers["location"]
             code = redirect_params(redirect)["code"]
             tokens = (await server.exchange(client_id, code)).json()

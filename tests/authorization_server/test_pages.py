@@ -329,6 +329,7 @@ async def test_consent_page_content_and_headers_rfc9700_s4_16(sqlite_auth_server
     assert "127.0.0.1:9999" in page.text
     assert "This app runs on your own computer" in page.text
     assert "Signed in as <strong>ana@example.com</strong>" in page.text
+    assert "Registered with EpicMe by the app itself: its name is its own claim" in page.text
 
 
 async def test_consent_page_escapes_client_name(sqlite_auth_server: AuthServer) -> None:

@@ -129,6 +129,9 @@ def _consent_page(
         client_name=name,
         client_initial=(name[:1] or "?").upper(),
         client_id=request.client.client_id,
+        # A client metadata document is fetched from the host its client_id names: that host
+        # vouches for the name shown, which a dynamically registered client could choose freely.
+        document_host=urlsplit(request.client.client_id).netloc if request.client.from_metadata_document else None,
         redirect_host=redirect_host,
         loopback_only=loopback_only,
         grant_field=GRANT_FIELD,
