@@ -16,18 +16,24 @@ NOW = 1_800_000_000
 
 async def _grant(db: Database, code_hash: str = "c" * 64) -> Grant:
     user = await users.create_user(db, f"{code_hash[:8]}@example.com", hash_password("long enough"))
-    grant = Grant("g-" + code_hash[:8], "client", user.id, "http://rs/mcp", "user:read", NOW, None)
+    grant = Grant(
+        id="g-" + code_hash[:8],
+        client_id="client",
+        user_id=user.id,
+        resource="http://rs/mcp",
+        scope="user:read",
+        created_at=NOW,
+    )
     code = AuthorizationCode(
-        code_hash,
-        grant.id,
-        "client",
-        "http://127.0.0.1/cb",
-        "x" * 43,
-        True,
-        "user:read",
-        "http://rs/mcp",
-        NOW + 60,
-        None,
+        code_hash=code_hash,
+        grant_id=grant.id,
+        client_id="client",
+        redirect_uri="http://127.0.0.1/cb",
+        code_challenge="x" * 43,
+        redirect_uri_sent=True,
+        scope="user:read",
+        resource="http://rs/mcp",
+        expires_at=NOW + 60,
     )
     async with db.write() as conn:
         await grants.create_grant_with_code(conn, grant, code)
@@ -63,9 +69,15 @@ async def test_concurrent_redemptions_of_one_code_let_exactly_one_through(db: Da
 async def test_refresh_reuse_revokes_the_family(db: Database) -> None:
     grant = await _grant(db)
     async with db.write() as conn:
-        await grants.save_refresh_token(conn, RefreshToken("r1", grant.id, "user:read", NOW, NOW + 99, None))
+        await grants.save_refresh_token(
+            conn,
+            RefreshToken(token_hash="r1", grant_id=grant.id, scope="user:read", created_at=NOW, expires_at=NOW + 99),
+        )
         assert (await grants.rotate_refresh_token(conn, "r1", NOW)).status == "ok"
-        await grants.save_refresh_token(conn, RefreshToken("r2", grant.id, "user:read", NOW, NOW + 99, None))
+        await grants.save_refresh_token(
+            conn,
+            RefreshToken(token_hash="r2", grant_id=grant.id, scope="user:read", created_at=NOW, expires_at=NOW + 99),
+        )
     async with db.write() as conn:
         assert (await grants.rotate_refresh_token(conn, "r1", NOW + 5)).status == "replayed"
     async with db.write() as conn:
@@ -76,7 +88,10 @@ async def test_refresh_reuse_revokes_the_family(db: Database) -> None:
 async def test_unspend_restores_a_refresh_token(db: Database) -> None:
     grant = await _grant(db)
     async with db.write() as conn:
-        await grants.save_refresh_token(conn, RefreshToken("r1", grant.id, "user:read", NOW, NOW + 99, None))
+        await grants.save_refresh_token(
+            conn,
+            RefreshToken(token_hash="r1", grant_id=grant.id, scope="user:read", created_at=NOW, expires_at=NOW + 99),
+        )
         await grants.rotate_refresh_token(conn, "r1", NOW)
         await grants.unspend_refresh_token(conn, "r1")
         assert (await grants.rotate_refresh_token(conn, "r1", NOW)).status == "ok"
@@ -84,18 +99,19 @@ async def test_unspend_restores_a_refresh_token(db: Database) -> None:
 
 async def test_a_failed_transaction_leaves_nothing_behind(db: Database) -> None:
     user = await users.create_user(db, "half@example.com", hash_password("long enough"))
-    grant = Grant("g-half", "client", user.id, "http://rs/mcp", "user:read", NOW, None)
+    grant = Grant(
+        id="g-half", client_id="client", user_id=user.id, resource="http://rs/mcp", scope="user:read", created_at=NOW
+    )
     code = AuthorizationCode(
-        "h" * 64,
-        "no-such-grant",
-        "client",
-        "http://127.0.0.1/cb",
-        "x" * 43,
-        True,
-        "user:read",
-        "http://rs/mcp",
-        NOW + 60,
-        None,
+        code_hash="h" * 64,
+        grant_id="no-such-grant",
+        client_id="client",
+        redirect_uri="http://127.0.0.1/cb",
+        code_challenge="x" * 43,
+        redirect_uri_sent=True,
+        scope="user:read",
+        resource="http://rs/mcp",
+        expires_at=NOW + 60,
     )
     try:
         async with db.write() as conn:
@@ -114,7 +130,10 @@ async def test_purge_forgets_only_long_expired_credentials(db: Database) -> None
     async with db.write() as conn:
         await grants.save_access_token(conn, "old", grant.id, NOW - 2 * 86400)
         await grants.save_access_token(conn, "fresh", grant.id, NOW + 900)
-        await grants.save_refresh_token(conn, RefreshToken("old-r", grant.id, "s", NOW, NOW - 2 * 86400, None))
+        await grants.save_refresh_token(
+            conn,
+            RefreshToken(token_hash="old-r", grant_id=grant.id, scope="s", created_at=NOW, expires_at=NOW - 2 * 86400),
+        )
         await grants.purge_expired(conn, NOW)
     async with db.read() as conn:
         jtis = (await conn.execute(select(schema.access_tokens.c.jti))).scalars().all()

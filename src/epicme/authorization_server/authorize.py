@@ -80,7 +80,6 @@ async def _issue_code(
             scope=scope,
             resource=request.resource,
             expires_at=now + ctx.settings.authorization_code_ttl,
-            used_at=None,
         )
 
     async with ctx.db.write() as conn:
@@ -90,7 +89,12 @@ async def _issue_code(
         )
         if not extended:
             grant = Grant(
-                str(uuid.uuid4()), request.client.client_id, user.id, request.resource, format_scope(granted), now, None
+                id=str(uuid.uuid4()),
+                client_id=request.client.client_id,
+                user_id=user.id,
+                resource=request.resource,
+                scope=format_scope(granted),
+                created_at=now,
             )
             await grants.create_grant_with_code(conn, grant, code_for(grant.id))
         if ticked is not None:

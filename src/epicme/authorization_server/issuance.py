@@ -54,7 +54,11 @@ async def issue_tokens(
         await grants.save_refresh_token(
             conn,
             RefreshToken(
-                digest(refresh), grant.id, refresh_scope or scope, now, now + ctx.settings.refresh_token_ttl, None
+                token_hash=digest(refresh),
+                grant_id=grant.id,
+                scope=refresh_scope or scope,
+                created_at=now,
+                expires_at=now + ctx.settings.refresh_token_ttl,
             ),
         )
         body["refresh_token"] = refresh

@@ -34,7 +34,9 @@ def _generate(now: int) -> StoredKey:
     kid = new_secret(12)
     jwk: dict[str, Any] = json.loads(ECAlgorithm.to_jwk(private_key.public_key()))
     jwk.update(kid=kid, alg=ALGORITHM, use="sig")
-    return StoredKey(kid, ALGORITHM, pem, jwk, now, None, None)
+    return StoredKey(
+        kid=kid, alg=ALGORITHM, private_pem=pem, public_jwk=jwk, created_at=now, retired_at=None, expires_at=None
+    )
 
 
 async def ensure_signing_key(db: Database, clock: Callable[[], float] = time.time) -> None:

@@ -11,7 +11,7 @@ from epicme.storage import schema
 from epicme.storage.database import Database
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, kw_only=True)
 class StoredClient:
     client_id: str
     secret_hash: str | None

@@ -18,8 +18,11 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 
 from epicme.storage import schema
 
+# Records are built with keyword arguments only: several of their fields share a type, and a
+# positional mix-up (created_at for expires_at) would type-check.
 
-@dataclass(frozen=True)
+
+@dataclass(frozen=True, kw_only=True)
 class Grant:
     id: str
     client_id: str
@@ -27,10 +30,10 @@ class Grant:
     resource: str
     scope: str
     created_at: int
-    revoked_at: int | None
+    revoked_at: int | None = None
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, kw_only=True)
 class AuthorizationCode:
     code_hash: str
     grant_id: str
@@ -41,17 +44,17 @@ class AuthorizationCode:
     scope: str
     resource: str
     expires_at: int
-    used_at: int | None
+    used_at: int | None = None
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, kw_only=True)
 class RefreshToken:
     token_hash: str
     grant_id: str
     scope: str
     created_at: int
     expires_at: int
-    used_at: int | None
+    used_at: int | None = None
 
 
 @dataclass(frozen=True)

@@ -12,7 +12,7 @@ from epicme.storage import schema
 from epicme.storage.database import Database
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, kw_only=True)
 class StoredKey:
     kid: str
     alg: str

@@ -13,7 +13,7 @@ from epicme.storage import schema
 from epicme.storage.database import Database
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, kw_only=True)
 class User:
     id: str
     email: str
@@ -30,7 +30,9 @@ def normalize_email(email: str) -> str:
 
 
 async def create_user(db: Database, email: str, password_hash: str) -> User:
-    user = User(str(uuid.uuid4()), normalize_email(email), password_hash, int(time.time()))
+    user = User(
+        id=str(uuid.uuid4()), email=normalize_email(email), password_hash=password_hash, created_at=int(time.time())
+    )
     try:
         async with db.write() as conn:
             await conn.execute(
