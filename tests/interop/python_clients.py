@@ -42,7 +42,7 @@ from typing import Any
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from tests.interop.node_clients import COMPLETE_AUTHORIZATION, DESKTOP_VARIABLES, Traffic, read_authorization_log
-from tests.interop.support import INTEROP_DIR, unavailable
+from tests.interop.support import INTEROP_DIR, refuse_if_failed_before, run_installer
 
 REQUIREMENTS_DIR = INTEROP_DIR / "python"
 VENVS_DIR = INTEROP_DIR / ".venvs"
@@ -100,6 +100,7 @@ def ensure_client_venv(name: str) -> Path:
     Skips (fails under CI) when the environment cannot be built."""
     if name in _ready:
         return _ready[name]
+    refuse_if_failed_before(_install(name))
     if not requirements_file(name).is_file():
         raise AssertionError(f"no requirements file {requirements_file(name)}")
     wanted = requirements_hash(name)
@@ -116,28 +117,26 @@ def ensure_client_venv(name: str) -> Path:
     return _ready[name]
 
 
-def _run(command: list[str], timeout: float, what: str) -> None:
-    try:
-        result = subprocess.run(command, capture_output=True, text=True, timeout=timeout, check=False)
-    except FileNotFoundError as exc:
-        unavailable(f"{what}: {exc}")
-    except subprocess.TimeoutExpired:
-        unavailable(f"{what} did not finish within {timeout:.0f} s")
-    if result.returncode != 0:
-        output = (result.stdout + result.stderr)[-4000:]
-        unavailable(f"{what} failed with exit code {result.returncode}:\n{output}")
+def _install(name: str) -> str:
+    return f"tests/interop/.venvs/{name}"
 
 
 def _build(name: str) -> None:
     target = VENVS_DIR / name
     shutil.rmtree(target, ignore_errors=True)  # never half of an old environment
     relative = target.relative_to(INTEROP_DIR.parent.parent)
-    _run([sys.executable, "-m", "venv", str(target)], VENV_TIMEOUT, f"creating the virtual environment {relative}")
+    run_installer(
+        _install(name),
+        [sys.executable, "-m", "venv", str(target)],
+        f"creating the virtual environment {relative}",
+        VENV_TIMEOUT,
+    )
     pip = [str(venv_python(name)), "-m", "pip", "--disable-pip-version-check", "--no-input"]
-    _run(
+    run_installer(
+        _install(name),
         [*pip, "install", "--quiet", "-r", str(requirements_file(name))],
-        PIP_TIMEOUT,
         f"`pip install -r {requirements_file(name).relative_to(INTEROP_DIR.parent.parent)}` into {relative}",
+        PIP_TIMEOUT,
     )
 
 

@@ -79,9 +79,43 @@ def _find_node() -> Path | None:
 
 
 _ready: dict[str, Path] = {}
-# Why the install failed, once it has: every later Node test skips (or fails) at once with the same
-# reason instead of running `npm ci` again (offline, each retry took minutes).
-_failed: list[str] = []
+# Why an install failed, by what it installs, once it has: every later test that needs it skips (or
+# fails) at once with the same reason instead of running the installer again (offline, each retry
+# took minutes).
+_failed_installs: dict[str, str] = {}
+NODE_MODULES_INSTALL = "tests/interop/node_modules"
+
+
+def refuse_if_failed_before(install: str) -> None:
+    if install in _failed_installs:
+        unavailable(_failed_installs[install])
+
+
+def run_installer(
+    install: str,
+    command: list[str],
+    what: str,
+    timeout: float,
+    *,
+    cwd: Path | None = None,
+    env: dict[str, str] | None = None,
+) -> None:
+    """Run one step of installing `install`; on failure skip (fail under CI) with the step's output,
+    and remember the failure for `refuse_if_failed_before`."""
+    try:
+        result = subprocess.run(command, cwd=cwd, capture_output=True, text=True, timeout=timeout, check=False, env=env)
+    except FileNotFoundError as exc:
+        _give_up(install, f"{what}: {exc}")
+    except subprocess.TimeoutExpired:
+        _give_up(install, f"{what} did not finish within {timeout:.0f} s")
+    if result.returncode != 0:
+        output = (result.stdout + result.stderr)[-4000:]
+        _give_up(install, f"{what} failed with exit code {result.returncode}:\n{output}")
+
+
+def _give_up(install: str, reason: str) -> NoReturn:
+    _failed_installs[install] = reason
+    unavailable(reason)
 
 
 def ensure_node_modules() -> Path:
@@ -89,8 +123,7 @@ def ensure_node_modules() -> Path:
     when npm is absent or the install cannot complete."""
     if "node" in _ready:
         return _ready["node"]
-    if _failed:
-        unavailable(_failed[0])
+    refuse_if_failed_before(NODE_MODULES_INSTALL)
     wanted = lockfile_hash()
     if _installed_hash() != wanted or _find_node() is None:
         npm = shutil.which("npm")
@@ -114,27 +147,14 @@ def ensure_node_modules() -> Path:
 
 
 def _npm_ci(npm: str) -> None:
-    command = [npm, "ci", "--no-audit", "--no-fund", "--loglevel=error"]
-    try:
-        result = subprocess.run(
-            command,
-            cwd=INTEROP_DIR,
-            capture_output=True,
-            text=True,
-            timeout=NPM_CI_TIMEOUT,
-            check=False,
-            env={**os.environ, "PLAYWRIGHT_SKIP_BROWSER_DOWNLOAD": "1"},
-        )
-    except subprocess.TimeoutExpired:
-        _give_up(f"`npm ci` in tests/interop did not finish within {NPM_CI_TIMEOUT:.0f} s")
-    if result.returncode != 0:
-        output = (result.stdout + result.stderr)[-4000:]
-        _give_up(f"`npm ci` in tests/interop failed with exit code {result.returncode}:\n{output}")
-
-
-def _give_up(reason: str) -> NoReturn:
-    _failed.append(reason)
-    unavailable(reason)
+    run_installer(
+        NODE_MODULES_INSTALL,
+        [npm, "ci", "--no-audit", "--no-fund", "--loglevel=error"],
+        "`npm ci` in tests/interop",
+        NPM_CI_TIMEOUT,
+        cwd=INTEROP_DIR,
+        env={**os.environ, "PLAYWRIGHT_SKIP_BROWSER_DOWNLOAD": "1"},
+    )
 
 
 def node_binary() -> Path:

@@ -1,4 +1,4 @@
-"""The interop suite's own plumbing: a failed `npm ci` is remembered, not retried by every test."""
+"""The interop suite's own plumbing: a failed install is remembered, not retried by every test."""
 
 from __future__ import annotations
 
@@ -19,7 +19,7 @@ def test_a_failed_install_is_not_retried(tmp_path: Path, monkeypatch: pytest.Mon
     monkeypatch.setattr(support.shutil, "which", lambda name: str(npm) if name == "npm" else None)
     monkeypatch.setattr(support, "_installed_hash", lambda: None)  # as on a fresh clone
     monkeypatch.setattr(support, "_ready", {})
-    monkeypatch.setattr(support, "_failed", [])
+    monkeypatch.setattr(support, "_failed_installs", {})
     outcomes = []
     for _ in range(3):
         with pytest.raises((pytest.fail.Exception, pytest.skip.Exception)) as raised:

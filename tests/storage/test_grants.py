@@ -14,6 +14,20 @@ from epicme.storage.grants import AuthorizationCode, Grant, RefreshToken
 NOW = 1_800_000_000
 
 
+def _code(code_hash: str, grant_id: str) -> AuthorizationCode:
+    return AuthorizationCode(
+        code_hash=code_hash,
+        grant_id=grant_id,
+        client_id="client",
+        redirect_uri="http://127.0.0.1/cb",
+        code_challenge="x" * 43,
+        redirect_uri_sent=True,
+        scope="user:read",
+        resource="http://rs/mcp",
+        expires_at=NOW + 60,
+    )
+
+
 async def _grant(db: Database, code_hash: str = "c" * 64) -> Grant:
     user = await users.create_user(db, f"{code_hash[:8]}@example.com", hash_password("long enough"))
     grant = Grant(
@@ -24,17 +38,7 @@ async def _grant(db: Database, code_hash: str = "c" * 64) -> Grant:
         scope="user:read",
         created_at=NOW,
     )
-    code = AuthorizationCode(
-        code_hash=code_hash,
-        grant_id=grant.id,
-        client_id="client",
-        redirect_uri="http://127.0.0.1/cb",
-        code_challenge="x" * 43,
-        redirect_uri_sent=True,
-        scope="user:read",
-        resource="http://rs/mcp",
-        expires_at=NOW + 60,
-    )
+    code = _code(code_hash, grant.id)
     async with db.write() as conn:
         await grants.create_grant_with_code(conn, grant, code)
     return grant
@@ -102,17 +106,7 @@ async def test_a_failed_transaction_leaves_nothing_behind(db: Database) -> None:
     grant = Grant(
         id="g-half", client_id="client", user_id=user.id, resource="http://rs/mcp", scope="user:read", created_at=NOW
     )
-    code = AuthorizationCode(
-        code_hash="h" * 64,
-        grant_id="no-such-grant",
-        client_id="client",
-        redirect_uri="http://127.0.0.1/cb",
-        code_challenge="x" * 43,
-        redirect_uri_sent=True,
-        scope="user:read",
-        resource="http://rs/mcp",
-        expires_at=NOW + 60,
-    )
+    code = _code("h" * 64, "no-such-grant")
     try:
         async with db.write() as conn:
             # The grant insert succeeds, the code's foreign key fails: neither may remain.
