@@ -10,14 +10,10 @@ from typing import Any
 import pytest
 
 from epicme.app import build_apps
-from epicme.authorization_server.passwords import hash_password
 from epicme.config import Settings
-from epicme.storage import users
 from epicme.storage.database import Database
+from tests.support.people import ALICE, BOB, sign_up
 from tests.support.servers import LiveServer, free_port
-
-ALICE = ("alice@example.com", "alice's long password")
-BOB = ("bob@example.com", "bob's long password")
 
 
 @dataclass
@@ -57,8 +53,8 @@ SystemFactory = Callable[..., AbstractAsyncContextManager[System]]
 
 @pytest.fixture
 async def people(db: Database) -> Database:
-    for email, password in (ALICE, BOB):
-        await users.create_user(db, email, hash_password(password))
+    for person in (ALICE, BOB):
+        await sign_up(db, person)
     return db
 
 

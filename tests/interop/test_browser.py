@@ -37,21 +37,19 @@ from playwright.async_api import Browser, BrowserContext, ConsoleMessage, Page, 
 from playwright.async_api import Request as BrowserRequest
 from playwright.async_api import Response as BrowserResponse
 
-from epicme.authorization_server.passwords import hash_password
-from epicme.storage import users
 from epicme.storage.database import Database
 from tests.e2e.conftest import System, running_system
 from tests.interop.browser_pages import PageSite
 from tests.interop.chromium import Preflight, PreflightLog, chromium
 from tests.support.browser import Browser as ScriptedBrowser
 from tests.support.browser import redirect_params
+from tests.support.people import ALICE, sign_up
 from tests.support.servers import LiveServer, serving
 
 STEP_TIMEOUT_MS = 10_000
 ARTIFACTS = Path(__file__).resolve().parents[1] / "artifacts"
 
-USER_EMAIL = "reader@example.com"
-USER_PASSWORD = "a long and careful password"
+USER_EMAIL, USER_PASSWORD = ALICE
 CLIENT_NAME = "Browser Test Client"
 # The handshake revision: `initialize` with the version in the body and the header.
 PROTOCOL_VERSION = "2025-11-25"
@@ -69,7 +67,7 @@ async def browser() -> AsyncIterator[Browser]:
 
 @pytest.fixture
 async def people(sqlite_db: Database) -> Database:
-    await users.create_user(sqlite_db, USER_EMAIL, hash_password(USER_PASSWORD))
+    await sign_up(sqlite_db, ALICE)
     return sqlite_db
 
 

@@ -36,8 +36,6 @@ from typing import Any
 
 from playwright.async_api import Page
 
-from epicme.authorization_server.passwords import hash_password
-from epicme.storage import users
 from epicme.storage.database import Database
 from tests.e2e.conftest import System
 from tests.interop.chromium import chromium, chromium_path
@@ -55,9 +53,9 @@ from tests.interop.inspector_web import (
 from tests.interop.node_clients import Traffic, package_version, recorded_system
 from tests.interop.support import ensure_node_modules
 from tests.support.journal import JOURNAL_TOOLS
+from tests.support.people import ALICE, sign_up
 
-EMAIL = "reader@example.com"
-PASSWORD = "a long and careful password"
+EMAIL, PASSWORD = ALICE
 ALL_SCOPES = sorted(["user:read", "entries:read", "entries:write", "tags:read", "tags:write"])
 TITLE = "Written in the MCP Inspector's web UI"
 CONTENT = "Typed into the form, one field at a time."
@@ -77,10 +75,6 @@ class Run:
 
     def step(self, text: str) -> None:
         self.steps.append(text)
-
-
-async def _user(db: Database) -> None:
-    await users.create_user(db, EMAIL, hash_password(PASSWORD))
 
 
 async def _screenshot(page: Page, path: Path) -> Path | None:
@@ -189,7 +183,7 @@ async def _run_inspector(db: Database, tmp_path: Path, run: Run, drive: Drive, s
     UI; reported whatever happens, with a screenshot of the page if the drive fails."""
     chromium_path()
     ensure_node_modules()
-    await _user(db)
+    await sign_up(db, ALICE)
     traffic = Traffic()
     started = time.monotonic()
     person: Person | None = None

@@ -36,8 +36,6 @@ from typing import Any
 
 import httpx2
 
-from epicme.authorization_server.passwords import hash_password
-from epicme.storage import users
 from epicme.storage.database import Database
 from tests.interop.node_clients import (
     DESKTOP_VARIABLES,
@@ -60,10 +58,10 @@ from tests.interop.node_clients import (
 from tests.interop.support import ensure_node_modules, package_bin
 from tests.support.browser import redirect_params
 from tests.support.journal import JOURNAL_TOOLS as EXPECTED_TOOLS
+from tests.support.people import ALICE, sign_up
 from tests.support.servers import free_port
 
-EMAIL = "alice@example.com"
-PASSWORD = "alice's long password"
+EMAIL, PASSWORD = ALICE
 ALL_SCOPES = "user:read entries:read entries:write tags:read tags:write"
 READ_SCOPES = "user:read entries:read tags:read"
 WRITE_SCOPES = ["entries:write", "tags:write"]  # the consent page's checkboxes, ticked by default
@@ -81,11 +79,6 @@ class Budget:
 
     def left(self, cap: float = STEP_TIMEOUT) -> float:
         return min(max(self.deadline - time.monotonic(), 1.0), cap)
-
-
-async def _alice(db: Database) -> str:
-    """Creates Alice; her user id."""
-    return (await users.create_user(db, EMAIL, hash_password(PASSWORD))).id
 
 
 def _scopes(scope: str | None) -> set[str]:
@@ -176,7 +169,7 @@ def _expected_elicitations(protocol_version: str | None) -> int:
 
 async def _sdk_client(db: Database, script: Path, package: str, name: str, extra: tuple[str, ...] = ()) -> None:
     ensure_node_modules()
-    user_id = await _alice(db)
+    user_id = await sign_up(db, ALICE)
     traffic = Traffic()
     started, budget = time.monotonic(), Budget()
     async with recorded_system(db, traffic) as system:
@@ -274,7 +267,7 @@ async def test_mcp_remote(sqlite_db: Database, tmp_path: Path) -> None:
     in, consents and lands on mcp-remote's callback server. It also prints each URL on stderr. The
     host declares elicitation and confirms a deletion if asked (`StdioJsonRpc`)."""
     ensure_node_modules()
-    user_id = await _alice(sqlite_db)
+    user_id = await sign_up(sqlite_db, ALICE)
     traffic = Traffic()
     config_dir = tmp_path / "mcp-auth"
     config_dir.mkdir()
@@ -444,7 +437,7 @@ class InspectorCli:
 
 async def test_mcp_inspector_cli(sqlite_db: Database, tmp_path: Path) -> None:
     ensure_node_modules()
-    user_id = await _alice(sqlite_db)
+    user_id = await sign_up(sqlite_db, ALICE)
     traffic = Traffic()
     title, content = "Written by the MCP Inspector", "From its CLI."
     tag = {"name": "inspector", "description": "Written from the Inspector CLI"}

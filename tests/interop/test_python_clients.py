@@ -39,9 +39,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from epicme.authorization_server.passwords import hash_password
 from epicme.journal.service import JournalService, NotFound
-from epicme.storage import users
 from epicme.storage.database import Database
 from tests.interop.node_clients import recorded_system
 from tests.interop.python_clients import (
@@ -56,10 +54,10 @@ from tests.interop.python_clients import (
     run_client_script,
 )
 from tests.support.browser import redirect_params
+from tests.support.people import ALICE, sign_up
 from tests.support.servers import free_port
 
-EMAIL = "alice@example.com"
-PASSWORD = "alice's long password"
+EMAIL, PASSWORD = ALICE
 ALL_SCOPES = {"user:read", "entries:read", "entries:write", "tags:read", "tags:write"}
 STEPS = ["whoami", "create_entry", "create_tag", "add_tag_to_entry", "delete_entry"]
 ENTRY_FIELDS = {
@@ -79,10 +77,6 @@ TAG_FIELDS = {"id", "name", "description", "createdAt", "updatedAt"}
 # One client's whole run once its environment is built (normally a few seconds), so a hang fails in
 # bounded time; building the environment has its own bounds (python_clients.py).
 CLIENT_BUDGET = 90.0
-
-
-async def _alice(db: Database) -> None:
-    await users.create_user(db, EMAIL, hash_password(PASSWORD))
 
 
 def _plan(client: str) -> dict[str, Any]:
@@ -322,7 +316,7 @@ async def _run_fastmcp(db: Database, tmp_path: Path) -> Outcome:
     port it picks, tokens in memory; `elicitation_handler=` answers the deletion's question."""
     python = ensure_client_venv("fastmcp")
     assert installed_version(python, "fastmcp") == pinned_version("fastmcp", "fastmcp")
-    await _alice(db)
+    await sign_up(db, ALICE)
     env, log = _client_env(tmp_path)
     plan = _plan("FastMCP")
     traffic = McpTraffic()
@@ -373,7 +367,7 @@ async def _run_mcp_use(db: Database, tmp_path: Path) -> Outcome:
     this machine. `elicitation_callback=` answers the deletion's question."""
     python = ensure_client_venv("mcp_use")
     assert installed_version(python, "mcp-use") == pinned_version("mcp_use", "mcp-use")
-    await _alice(db)
+    await sign_up(db, ALICE)
     env, log = _client_env(tmp_path)
     env["MCP_USE_ANONYMIZED_TELEMETRY"] = "false"
     plan = _plan("mcp-use")

@@ -32,17 +32,9 @@ from epicme.oauth.scopes import ALL_SCOPES
 from epicme.storage import users
 from epicme.storage.database import Database
 from tests.support.browser import Browser, redirect_params
+from tests.support.people import ALICE, BOB, Person
 from tests.support.servers import LiveServer, free_port
 
-
-@dataclass(frozen=True)
-class Person:
-    email: str
-    password: str
-
-
-ALICE = Person("alice@example.com", "alice's long password")
-BOB = Person("bob@example.com", "bob's long password")
 CALLBACK = "http://127.0.0.1:9999/callback"
 VERIFIER = "attack-suite-verifier-" + "v" * 30
 CHALLENGE = build_challenge(VERIFIER)
