@@ -17,15 +17,13 @@ the versions; on failure, `ERROR <message>` and exit code 1.
 
 from __future__ import annotations
 
-import asyncio
 import importlib.metadata
 import json
-import sys
-import traceback
 from typing import Any
 
 from fastmcp import Client
 from fastmcp.exceptions import ToolError
+from python_journey import journey, run
 
 CALL_TIMEOUT = 30.0
 
@@ -62,11 +60,7 @@ async def main(url: str, plan: dict[str, Any]) -> dict[str, Any]:
     client: Client[Any] = Client(url, auth="oauth", elicitation_handler=recorder.confirm)
     async with client:
         protocol_version, server_info = client.protocol_version, client.server_info
-        me = await recorder.call(client, "whoami", {})
-        entry = await recorder.call(client, "create_entry", plan["entry"])
-        tag = await recorder.call(client, "create_tag", plan["tag"])
-        await recorder.call(client, "add_tag_to_entry", {"entryId": entry["id"], "tagId": tag["id"]})
-        await recorder.call(client, "delete_entry", {"id": entry["id"]})
+        me = await journey(lambda tool, arguments: recorder.call(client, tool, arguments), plan)
     return {
         "client": "fastmcp",
         "versions": {name: importlib.metadata.version(name) for name in ("fastmcp", "mcp")},
@@ -80,13 +74,4 @@ async def main(url: str, plan: dict[str, Any]) -> dict[str, Any]:
 
 
 if __name__ == "__main__":
-    if len(sys.argv) != 3:
-        print(f"usage: {sys.argv[0]} <mcp url> <plan json>", file=sys.stderr)
-        sys.exit(2)
-    try:
-        outcome = asyncio.run(main(sys.argv[1], json.loads(sys.argv[2])))
-    except BaseException as exc:  # reported, with the traceback, for the test to show
-        traceback.print_exc()
-        print(f"ERROR {type(exc).__name__}: {exc}", flush=True)
-        sys.exit(1)
-    print("RESULT " + json.dumps(outcome), flush=True)
+    run(main, "<mcp url> <plan json>", str, json.loads)

@@ -20,16 +20,14 @@ answers `confirm: true`. One line `RESULT <json>` on stdout says what each call 
 
 from __future__ import annotations
 
-import asyncio
 import importlib.metadata
 import json
-import sys
-import traceback
 from datetime import timedelta
 from typing import Any
 
 from mcp.types import ElicitRequestParams, ElicitResult
 from mcp_use import MCPClient
+from python_journey import journey, run
 
 CALL_TIMEOUT = timedelta(seconds=30)
 
@@ -63,11 +61,7 @@ async def main(url: str, callback_port: int, plan: dict[str, Any]) -> dict[str, 
     client = MCPClient.from_dict(config, elicitation_callback=recorder.confirm)
     try:
         session = await client.create_session("epicme")  # connects (OAuth included) and initializes
-        me = await recorder.call(session, "whoami", {})
-        entry = await recorder.call(session, "create_entry", plan["entry"])
-        tag = await recorder.call(session, "create_tag", plan["tag"])
-        await recorder.call(session, "add_tag_to_entry", {"entryId": entry["id"], "tagId": tag["id"]})
-        await recorder.call(session, "delete_entry", {"id": entry["id"]})
+        me = await journey(lambda tool, arguments: recorder.call(session, tool, arguments), plan)
     finally:
         await client.close_all_sessions()
     return {
@@ -82,13 +76,4 @@ async def main(url: str, callback_port: int, plan: dict[str, Any]) -> dict[str, 
 
 
 if __name__ == "__main__":
-    if len(sys.argv) != 4:
-        print(f"usage: {sys.argv[0]} <mcp url> <callback port> <plan json>", file=sys.stderr)
-        sys.exit(2)
-    try:
-        outcome = asyncio.run(main(sys.argv[1], int(sys.argv[2]), json.loads(sys.argv[3])))
-    except BaseException as exc:  # reported, with the traceback, for the test to show
-        traceback.print_exc()
-        print(f"ERROR {type(exc).__name__}: {exc}", flush=True)
-        sys.exit(1)
-    print("RESULT " + json.dumps(outcome), flush=True)
+    run(main, "<mcp url> <callback port> <plan json>", str, int, json.loads)
