@@ -6,6 +6,7 @@ import uuid
 from collections.abc import Collection
 from urllib.parse import urlencode, urlsplit
 
+from sqlalchemy.ext.asyncio import AsyncConnection
 from starlette.requests import Request
 from starlette.responses import RedirectResponse, Response
 
@@ -184,7 +185,8 @@ async def authorize(request: Request, ctx: ServerContext) -> Response:
                 status_code=403,
             )
         if decision == "allow":
-            live, plan = await _plan(ctx, auth_request, user)
+            async with ctx.db.read() as conn:
+                live, plan = await _plan(ctx, auth_request, user, conn)
             return await _issue_code(ctx, auth_request, user, plan, live, ticked=ticked)
         denied = errors.AccessDenied("The user denied access.")
         return _error_redirect(ctx, RedirectError(denied, auth_request.redirect_uri, auth_request.state))
@@ -202,7 +204,7 @@ async def authorize(request: Request, ctx: ServerContext) -> Response:
 
     async with ctx.db.read() as conn:
         consented = await grants.load_consent_scope(conn, user.id, auth_request.client.client_id, auth_request.resource)
-    live, plan = await _plan(ctx, auth_request, user)
+        live, plan = await _plan(ctx, auth_request, user, conn)
     if (
         auth_request.prompt != "consent"
         and set(auth_request.scopes) <= consented
@@ -222,9 +224,10 @@ async def authorize(request: Request, ctx: ServerContext) -> Response:
     return _consent_page(ctx, auth_request, user, plan, ctx.sessions.csrf_token(session))
 
 
-async def _plan(ctx: ServerContext, request: AuthorizationRequest, user: User) -> tuple[Grant | None, ConsentPlan]:
+async def _plan(
+    ctx: ServerContext, request: AuthorizationRequest, user: User, conn: AsyncConnection
+) -> tuple[Grant | None, ConsentPlan]:
     """The client's live grant, if any, and what the page asks beyond it."""
-    async with ctx.db.read() as conn:
-        live = await grants.load_live_grant(conn, user.id, request.client.client_id, request.resource)
+    live = await grants.load_live_grant(conn, user.id, request.client.client_id, request.resource)
     already = parse_scope(live.scope) if live is not None else []
     return live, ConsentPlan.of(request.scopes, already, ctx.settings.scopes)
