@@ -33,8 +33,11 @@ NOT_JSON = "Parse error: the body could not be read as JSON."
 NOT_A_MESSAGE = "Invalid Request: the body is not a JSON-RPC 2.0 request, notification or response."
 
 
-def jsonrpc_error(code: int, message: str) -> JSONResponse:
-    body = {"jsonrpc": "2.0", "id": None, "error": {"code": code, "message": message}}
+def jsonrpc_error(code: int, message: str, *, request_id: str | int | None = None, data: Any = None) -> JSONResponse:
+    error: dict[str, Any] = {"code": code, "message": message}
+    if data is not None:
+        error["data"] = data
+    body = {"jsonrpc": "2.0", "id": request_id, "error": error}
     return JSONResponse(body, status_code=400, headers={"Cache-Control": "no-store"})
 
 
@@ -98,11 +101,7 @@ def unsupported_version(scope: Scope) -> JSONResponse | None:
     if rejection is None:
         return None
     request_id = parsed["id"] if isinstance(parsed["id"], str | int) and not isinstance(parsed["id"], bool) else None
-    error = {"code": rejection.code, "message": rejection.message, "data": rejection.data}
-    return JSONResponse({"jsonrpc": "2.0", "id": request_id, "error": error}, status_code=400, headers=_NO_STORE)
-
-
-_NO_STORE = {"Cache-Control": "no-store"}
+    return jsonrpc_error(rejection.code, rejection.message, request_id=request_id, data=rejection.data)
 
 
 def _is_valid_message(parsed: Any) -> bool:
