@@ -38,14 +38,6 @@ ALLOWED: dict[str, set[str]] = {
     },
 }
 ENTRY_MODULES = {"epicme.app", "epicme.jobs", "epicme.cli", "epicme.__main__"}
-# Known breaches, each to go with the `/mcp` redesign: the journal and the store outage reach
-# the resource server's and the web layer's side channels. The test fails when one is gone too,
-# so this list only shrinks.
-KNOWN_BREACHES = {
-    ("epicme.journal.server", "epicme.resource_server.principal"),
-    ("epicme.journal.server", "epicme.web.errors"),
-    ("epicme.web.errors", "epicme.storage.database"),
-}
 
 
 def module_name(path: Path) -> str:
@@ -97,8 +89,7 @@ def test_every_import_respects_the_layers() -> None:
         for name in imported:
             if layer_of(name) != layer_of(module) and layer_of(name) not in ALLOWED[layer_of(module)]:
                 breaches.add((module, name))
-    assert breaches - KNOWN_BREACHES == set(), "imports across the layers (docs/architecture.md)"
-    assert KNOWN_BREACHES - breaches == set(), "a known breach is gone: remove it from KNOWN_BREACHES"
+    assert breaches == set(), "imports across the layers (docs/architecture.md)"
 
 
 def find_cycle(graph: dict[str, set[str]]) -> list[str] | None:

@@ -12,16 +12,15 @@ from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
 import uvicorn
-from mcp.server.transport_security import TransportSecuritySettings
 from starlette.applications import Starlette
 from starlette.types import ASGIApp
 
 from epicme.config import Settings
 from epicme.jobs import ensure_demo_account
 from epicme.journal.permissions import required_scopes
-from epicme.journal.server import build_journal
+from epicme.journal.server import JOURNAL_UNAVAILABLE, build_journal
 from epicme.resource_server.app import build_resource_app
-from epicme.resource_server.sdk_transport import SdkTransportGuard, transport_handler
+from epicme.resource_server.sdk_adapter import SdkTransport
 from epicme.storage.database import Database
 from epicme.storage.migrations import migrate
 from epicme.storage.server_secrets import load_or_create_secret
@@ -30,33 +29,19 @@ log = logging.getLogger("epicme")
 
 
 async def build_mcp_server(settings: Settings, db: Database) -> Starlette:
-    """The resource server: the journal's MCP app behind CORS, discovery and the bearer gate."""
+    """The resource server: the journal, over the SDK's transport, behind CORS, discovery and the gate."""
     # Every replica seals and opens multi-round call state with the same key, kept in the store.
     state_key = await load_or_create_secret(db, "journal-request-state")
     journal = build_journal(db, request_state_keys=[state_key])
-    journal.streamable_http_app(
-        # Stateless with JSON responses: any replica can answer any request (no session affinity).
-        stateless_http=True,
-        json_response=True,
-        # The gate checks Origin and Host against EpicMe's own configuration first; the SDK's
-        # check only knows loopback and would refuse configured origins.
-        transport_security=TransportSecuritySettings(enable_dns_rebinding_protection=False),
-        max_request_body_size=settings.max_body_bytes,
-    )
-    # Only the transport's handler: the SDK wraps it in a Starlette app of its own (router, error
-    # middleware) and a body limit of its own, which our stack already is (see transport_handler).
-    sdk_app = transport_handler(journal.session_manager)
-    # JSON-RPC 2.0 §5.1: a body that is not JSON, or not a JSON-RPC message, gets its own short error.
-    # And where the SDK's transport would answer outside JSON-RPC, or not at all, a JSON-RPC error.
-    # A tool that met a store outage answers 503 over HTTP, not 200 with a tool error.
-    mcp_app = SdkTransportGuard(sdk_app)
+    # A journal whose store is down answers JOURNAL_UNAVAILABLE; the adapter sends that as a 503.
+    transport = SdkTransport(journal, max_body_bytes=settings.max_body_bytes, unavailable_code=JOURNAL_UNAVAILABLE)
 
     @asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
-        async with journal.session_manager.run():
+        async with transport.lifespan():
             yield
 
-    return build_resource_app(settings, mcp_app=mcp_app, required_scopes=required_scopes, lifespan=lifespan)
+    return build_resource_app(settings, mcp_app=transport, required_scopes=required_scopes, lifespan=lifespan)
 
 
 async def build_apps(settings: Settings, db: Database) -> dict[str, ASGIApp]:

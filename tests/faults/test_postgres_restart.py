@@ -5,9 +5,10 @@ The machine's own PostgreSQL cluster is stopped (`pg_ctlcluster ... stop -m fast
 terminates every open session) for a few seconds while clients keep calling tools and registering
 clients, then started again. While it is down:
 
-- the authorization server and `/mcp` answer `503` `{"error": "temporarily_unavailable", ...}`
-  with `Retry-After` (web/errors.py: a tool that met the outage reports it, and the answer goes
-  out as a 503 instead of a 200 tool error);
+- the authorization server answers `503` `{"error": "temporarily_unavailable", ...}` with
+  `Retry-After` (web/errors.py), and `/mcp` answers `503` with `Retry-After` and the JSON-RPC
+  error `JOURNAL_UNAVAILABLE` for the very request (a tool that met the outage raises it, and the
+  SDK adapter sends it as a 503 instead of a 200);
 - nothing answers 500, and nothing takes longer than a bound.
 
 Once PostgreSQL accepts connections again, the same processes serve requests again (the pool
@@ -34,6 +35,7 @@ import pytest
 import sqlalchemy as sa
 from sqlalchemy.ext.asyncio import create_async_engine
 
+from epicme.journal.server import JOURNAL_UNAVAILABLE, STORE_DOWN
 from epicme.storage import schema
 from epicme.storage.database import Database
 from epicme.web.errors import STORE_RETRY_AFTER_SECONDS
@@ -132,18 +134,23 @@ class Observed:
             self.wrong.append(f"{kind} took {seconds:.1f} s")
 
 
-def is_clear_503(response: httpx2.Response) -> bool:
+def is_clear_503(response: httpx2.Response, body: object = STORE_DOWN_503) -> bool:
     return (
         response.status_code == 503
         and response.headers.get("retry-after") == str(STORE_RETRY_AFTER_SECONDS)
         and response.headers.get("content-type") == "application/json"
-        and response.json() == STORE_DOWN_503
+        and response.json() == body
     )
 
 
-def classify_tool_answer(response: httpx2.Response) -> tuple[str, str | None]:
+def is_clear_mcp_503(response: httpx2.Response, request_id: int = 1) -> bool:
+    error = {"code": JOURNAL_UNAVAILABLE, "message": STORE_DOWN, "data": {"error": "temporarily_unavailable"}}
+    return is_clear_503(response, {"jsonrpc": "2.0", "id": request_id, "error": error})
+
+
+def classify_tool_answer(response: httpx2.Response, request_id: int = 1) -> tuple[str, str | None]:
     """`ok`, `503` (the clear outage answer), or a problem."""
-    if is_clear_503(response):
+    if is_clear_mcp_503(response, request_id):
         return "503", None
     if response.status_code != 200:
         return "wrong", f"tools/call answered {response.status_code}: {response.text[:300]}"

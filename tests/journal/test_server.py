@@ -1,7 +1,7 @@
 """The journal MCP server, driven in-process by the SDK's own client.
 
-The caller is injected the way the resource server's gate does it: `current_principal` around the
-calls for in-process clients, the ASGI scope key for the HTTP test at the end.
+The caller is given as an in-process client's is (`acting_as`), and, for the HTTP test at the end,
+attached to the request as the resource server does it (`oauth.principal.attach`).
 """
 
 from __future__ import annotations
@@ -23,10 +23,10 @@ from starlette.types import Receive, Scope, Send
 
 from epicme import __version__
 from epicme.journal.permissions import TOOL_SCOPES
-from epicme.journal.server import build_journal, principal_from_request
+from epicme.journal.server import JOURNAL_UNAVAILABLE, STORE_DOWN, acting_as, build_journal, principal_of
 from epicme.journal.service import JournalService
+from epicme.oauth.principal import SCOPE_KEY, Principal, attach
 from epicme.oauth.scopes import ALL_SCOPES, READ_SCOPES, has_scopes
-from epicme.resource_server.principal import PRINCIPAL_SCOPE_KEY, Principal, current_principal
 from epicme.storage.database import Database
 from tests.support.journal import JOURNAL_TOOLS as ALL_TOOLS
 
@@ -39,12 +39,9 @@ def as_user(user_id: str, *scopes: str, client_id: str = "test-client") -> Princ
 
 @asynccontextmanager
 async def connect(server: MCPServer[Any], who: Principal | None, **options: Any) -> AsyncIterator[Client]:
-    token = current_principal.set(who)
-    try:
+    with acting_as(who):
         async with Client(server, **options) as client:
             yield client
-    finally:
-        current_principal.reset(token)
 
 
 class Elicitor:
@@ -658,20 +655,20 @@ async def test_suggest_tags_prompt(server: MCPServer[Any], reader: JournalServic
 # ---- the seam the resource server sets ---------------------------------------------------------
 
 
-def test_principal_comes_from_the_asgi_scope_first(alice: str, bob: str) -> None:
-    from_scope, from_var = as_user(alice), as_user(bob)
-    with_scope: Any = SimpleNamespace(request=SimpleNamespace(scope={PRINCIPAL_SCOPE_KEY: from_scope}))
+def test_over_http_the_principal_comes_from_the_request_only(alice: str, bob: str) -> None:
+    from_scope, in_process = as_user(alice), as_user(bob)
+    with_scope: Any = SimpleNamespace(request=SimpleNamespace(scope={SCOPE_KEY: from_scope}))
     without_key: Any = SimpleNamespace(request=SimpleNamespace(scope={"type": "http"}))
+    forged: Any = SimpleNamespace(request=SimpleNamespace(scope={SCOPE_KEY: {"user_id": bob}}))
     no_request: Any = SimpleNamespace(request=None)
-    token = current_principal.set(from_var)
-    try:
-        assert principal_from_request(with_scope) is from_scope
-        assert principal_from_request(without_key) is from_var
-        assert principal_from_request(no_request) is from_var
-        assert principal_from_request(None) is from_var
-    finally:
-        current_principal.reset(token)
-    assert principal_from_request(without_key) is None
+    with acting_as(in_process):
+        assert principal_of(with_scope) is from_scope
+        # An HTTP request the resource server attached nobody to is nobody's, whoever acts in-process.
+        assert principal_of(without_key) is None
+        assert principal_of(forged) is None
+        assert principal_of(no_request) is in_process
+        assert principal_of(None) is in_process
+    assert principal_of(no_request) is None
 
 
 @pytest.mark.parametrize("mode", MODES)
@@ -685,7 +682,7 @@ async def test_over_stateless_http_the_principal_comes_from_the_asgi_scope(
     async def gate(scope: Scope, receive: Receive, send: Send) -> None:
         # What the resource server's bearer gate does after verifying the token.
         if scope["type"] == "http":
-            scope[PRINCIPAL_SCOPE_KEY] = who
+            attach(scope, who)
         await app(scope, receive, send)
 
     elicitor = Elicitor("decline")
@@ -698,7 +695,6 @@ async def test_over_stateless_http_the_principal_comes_from_the_asgi_scope(
             elicitation_callback=elicitor,
         ) as client,
     ):
-        assert current_principal.get() is None
         me = await client.call_tool("whoami", {})
         assert me.structured_content is not None
         assert (me.structured_content["userId"], me.structured_content["clientId"]) == (alice, "http-client")
@@ -720,3 +716,30 @@ async def test_over_stateless_http_the_principal_comes_from_the_asgi_scope(
         assert elicitor.asked == []
         assert deleted.structured_content["deleted"] is True
         assert (await reader.list_entries(alice)).total == 0
+
+
+# ---- a store outage ------------------------------------------------------------------------------
+
+
+async def test_a_store_outage_is_the_journal_unavailable_error() -> None:
+    """Whatever meets the outage (a tool, a resource, a prompt, completion) answers the JSON-RPC
+    error the HTTP edge sends as a 503; never a tool result that looks like a refusal."""
+    down = Database("postgresql://epicme@127.0.0.1:1/nothing-listens-here")
+    server = build_journal(down)
+    try:
+        async with connect(server, as_user("someone")) as client:
+            calls = [
+                client.call_tool("whoami", {}),
+                client.read_resource("epicme://tags"),
+                client.get_prompt("suggest_tags", {"entryId": "1"}),
+                client.complete(
+                    types.ResourceTemplateReference(uri="epicme://entries/{id}"),
+                    {"name": "id", "value": ""},
+                ),
+            ]
+            for call in calls:
+                with pytest.raises(MCPError) as caught:
+                    await call
+                assert (caught.value.code, caught.value.message) == (JOURNAL_UNAVAILABLE, STORE_DOWN)
+    finally:
+        await down.close()

@@ -33,9 +33,9 @@ class RecordingProvider(trace.TracerProvider):
 if sys.argv[2] == "provider":
     trace.set_tracer_provider(RecordingProvider())
 
-from epicme.journal.server import build_journal
+from epicme.journal.server import acting_as, build_journal
+from epicme.oauth.principal import Principal
 from epicme.oauth.scopes import ALL_SCOPES
-from epicme.resource_server.principal import Principal, current_principal
 from epicme.storage import users
 from epicme.storage.database import Database
 from epicme.storage.migrations import migrate
@@ -45,9 +45,10 @@ async def main():
     await migrate(db)
     user = await users.create_user(db, "tracing@example.com", "not-a-real-hash")
     server = build_journal(db)
-    current_principal.set(Principal(user_id=user.id, client_id="c", scopes=frozenset(ALL_SCOPES), expires_at=None))
-    async with Client(server) as client:
-        result = await client.call_tool("whoami", {})
+    caller = Principal(user_id=user.id, client_id="c", scopes=frozenset(ALL_SCOPES), expires_at=None)
+    with acting_as(caller):
+        async with Client(server) as client:
+            result = await client.call_tool("whoami", {})
     await db.close()
     print(json.dumps({
         "span_middleware": any(isinstance(m, OpenTelemetryMiddleware) for m in server.middleware),

@@ -11,11 +11,11 @@ from typing import Any
 import httpx2
 import pytest
 from starlette.applications import Starlette
-from starlette.types import ASGIApp
 
 from epicme.config import Settings
 from epicme.resource_server.app import build_resource_app
 from epicme.resource_server.gate import RequiredScopes
+from epicme.resource_server.mcp_endpoint import McpApp
 from tests.support.servers import LiveServer, free_port
 
 from .fakes import FakeAuthorizationServer, FakeClock, SigningKey, claims_for, echo_app, required_scopes
@@ -82,7 +82,7 @@ async def start_rs(fake_as: FakeAuthorizationServer) -> AsyncIterator[StartResou
 
     async def start(
         *,
-        mcp_app: ASGIApp = echo_app,
+        mcp_app: McpApp = echo_app,
         required: RequiredScopes = required_scopes,
         trust: FakeAuthorizationServer | None = None,
         **overrides: Any,

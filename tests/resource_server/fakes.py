@@ -23,7 +23,7 @@ from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 from starlette.types import Receive, Scope, Send
 
-from epicme.resource_server.principal import PRINCIPAL_SCOPE_KEY, current_principal
+from epicme.resource_server.mcp_endpoint import McpRequest
 from tests.support.servers import LiveServer, free_port
 
 
@@ -189,28 +189,42 @@ def claims_for(settings_mcp_url: str, issuer: str, **overrides: Any) -> dict[str
     return {k: v for k, v in claims.items() if v is not None}
 
 
-async def echo_app(scope: Scope, receive: Receive, send: Send) -> None:
-    """The MCP app stand-in: answers with what the gate told it."""
-    if scope["type"] == "lifespan":
-        return
-    body = b""
-    while True:
-        message = await receive()
-        body += message.get("body", b"")
-        if not message.get("more_body", False):
-            break
-    principal = scope[PRINCIPAL_SCOPE_KEY]
-    from_context = current_principal.get()
+async def echo_app(request: McpRequest, scope: Scope, receive: Receive, send: Send) -> None:
+    """The MCP app stand-in: answers with what the gate handed it, the McpRequest."""
+    principal = request.principal
     payload = {
         "path": scope["path"],
         "method": scope["method"],
         "user_id": principal.user_id,
         "client_id": principal.client_id,
         "scopes": sorted(principal.scopes),
-        "context_user_id": from_context.user_id if from_context else None,
-        "sdk_subject": scope["user"].access_token.subject,
-        "sdk_token": scope["user"].access_token.token,
-        "body": body.decode(errors="replace"),
+        # What the gate hands on is the request, never the token: nothing in it may carry one.
+        "carried": sorted(
+            scope.keys()
+            - {
+                "type",
+                "asgi",
+                "http_version",
+                "server",
+                "client",
+                "scheme",
+                "method",
+                "root_path",
+                "path",
+                "raw_path",
+                "query_string",
+                "headers",
+                "state",
+                "extensions",
+                "app",
+                "starlette.exception_handlers",
+                "router",
+                "endpoint",
+                "path_params",
+                "route_root_path",
+            }
+        ),
+        "body": request.body.decode(errors="replace"),
     }
     await JSONResponse(payload)(scope, receive, send)
 

@@ -17,7 +17,8 @@ from starlette.applications import Starlette
 from starlette.types import Receive, Scope, Send
 
 from epicme.app import settle_heap
-from epicme.resource_server.principal import current_principal
+from epicme.resource_server.mcp_endpoint import McpRequest
+from epicme.resource_server.sdk_adapter import AsgiMcpApp
 from epicme.storage.database import StoreUnavailable
 
 from .conftest import ResourceServer, StartResourceServer
@@ -47,18 +48,30 @@ async def test_unknown_well_known_paths_still_get_cors(rs: ResourceServer) -> No
     assert response.headers["access-control-allow-origin"] == "*"
 
 
-async def test_oversized_body_is_413_before_auth(start_rs: StartResourceServer) -> None:
+async def test_oversized_body_is_413_once_the_caller_is_known(start_rs: StartResourceServer) -> None:
+    """The body is read only after authentication: nobody without a token gets a buffer."""
     server = await start_rs(max_body_bytes=1024)
-    response = await server.post_mcp(b"x" * 2048)
+    assert (await server.post_mcp(b"x" * 2048)).status_code == 401
+    response = await server.post_mcp(b"x" * 2048, server.token())
     assert response.status_code == 413
     assert response.json() == {"error": "invalid_request", "error_description": "Request body exceeds 1024 bytes."}
+    async def chunks() -> AsyncIterator[bytes]:
+        for _ in range(2):
+            yield b"x" * 1000
+
+    chunked = await server.client.post(
+        "/mcp",
+        content=chunks(),
+        headers={"authorization": f"Bearer {server.token()}", "content-type": "application/json"},
+    )
+    assert chunked.status_code == 413
 
 
-async def _store_down(scope: Scope, receive: Receive, send: Send) -> None:
+async def _store_down(request: McpRequest, scope: Scope, receive: Receive, send: Send) -> None:
     raise StoreUnavailable("connection refused to db.internal:5432")
 
 
-async def _bug(scope: Scope, receive: Receive, send: Send) -> None:
+async def _bug(request: McpRequest, scope: Scope, receive: Receive, send: Send) -> None:
     raise RuntimeError("secret internals /srv/app.py line 3")
 
 
@@ -109,8 +122,8 @@ def _sdk_server() -> tuple[MCPServer, Starlette]:
 
     @mcp.tool()
     async def whoami() -> str:
-        principal, token = current_principal.get(), get_access_token()
-        return json.dumps({"principal": principal and principal.user_id, "sdk": token and token.subject})
+        token = get_access_token()
+        return json.dumps({"sdk": token and token.subject, "token": token and token.token})
 
     # The gate does Host/Origin checks; the SDK's own (loopback-only origins) would refuse
     # configured browser origins, so it is turned off here, as the composition root should.
@@ -125,7 +138,9 @@ async def test_real_sdk_app_behind_the_gate(start_rs: StartResourceServer) -> No
     to tools; and a session opened by one user is refused to another (SDK session binding)."""
     mcp, sdk_app = _sdk_server()
     server = await start_rs(
-        mcp_app=sdk_app, required=lambda message: frozenset(), lifespan=lambda app: mcp.session_manager.run()
+        mcp_app=AsgiMcpApp(sdk_app, issuer="http://127.0.0.1"),
+        required=lambda message: frozenset(),
+        lifespan=lambda app: mcp.session_manager.run(),
     )
     headers = {"accept": "application/json, text/event-stream", "content-type": "application/json"}
 
@@ -150,7 +165,8 @@ async def test_real_sdk_app_behind_the_gate(start_rs: StartResourceServer) -> No
     call = {"jsonrpc": "2.0", "id": 2, "method": "tools/call", "params": {"name": "whoami", "arguments": {}}}
     answer = await post(call, "alice", **session)
     assert answer.status_code == 200
-    assert json.loads(answer.json()["result"]["content"][0]["text"]) == {"principal": "alice", "sdk": "alice"}
+    # The SDK's own view of the caller; never the token itself (MCP: no token passthrough).
+    assert json.loads(answer.json()["result"]["content"][0]["text"]) == {"sdk": "alice", "token": ""}
     assert (await post(call, "bob", **session)).status_code == 404
 
 

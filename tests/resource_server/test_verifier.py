@@ -11,7 +11,7 @@ from collections.abc import Callable
 
 import pytest
 
-from epicme.resource_server.principal import Principal
+from epicme.oauth.principal import Principal
 from epicme.resource_server.verifier import PrincipalCache
 
 from .conftest import ResourceServer, StartResourceServer
@@ -132,10 +132,9 @@ async def test_valid_token_reaches_the_app_with_its_principal(rs: ResourceServer
     assert echoed["user_id"] == "user-1"
     assert echoed["client_id"] == "client-1"
     assert echoed["scopes"] == ["entries:read", "tags:read", "user:read"]
-    assert echoed["context_user_id"] == "user-1"
-    assert echoed["sdk_subject"] == "user-1"
-    # MCP: the token is never passed on, not even to the app behind the gate.
-    assert echoed["sdk_token"] == ""
+    # MCP: the token is never passed on, not even to the app behind the gate: the gate leaves
+    # nothing in the request's scope; what it learned goes on as the McpRequest alone.
+    assert echoed["carried"] == []
 
 
 async def test_expired_within_the_leeway_is_accepted(rs: ResourceServer) -> None:

@@ -1,10 +1,14 @@
 """The EpicMe journal as an MCP server: tools, resources and a prompt over `JournalService`.
 
-Who is calling comes from the `Principal` the bearer gate attached to the HTTP request (ASGI scope
-key `PRINCIPAL_SCOPE_KEY`), or from `current_principal` where there is no HTTP request (in-process
-tests, stdio). A middleware lifts it into `current_principal` for the length of each request, so the
-handlers the SDK calls without a Context (static resources, completion) see it too. Every handler
-checks the scopes in `permissions.TOOL_SCOPES` itself, even though the gate checked them already.
+Who is calling is the `Principal` the resource server attached to the HTTP request
+(`oauth.principal.attached`), or, where there is no HTTP request (in-process tests, stdio), the one
+given with `acting_as`. The journal's one middleware reads it once per request and holds it for
+the handlers in `_caller`, since the SDK calls some without a Context (static resources,
+completion). Every handler checks the scopes in `permissions.TOOL_SCOPES` itself, even though the
+gate checked them already.
+
+A store outage is not a tool's failure: whatever meets one answers the JSON-RPC error
+`JOURNAL_UNAVAILABLE`, which the HTTP edge sends as a 503 (resource_server/sdk_adapter.py).
 
 Annotations here are evaluated by the SDK at registration time against this module's globals, so
 every type a handler's signature names is imported or defined at module level.
@@ -16,6 +20,7 @@ import json
 import os
 from collections.abc import Awaitable, Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
+from contextvars import ContextVar
 from types import TracebackType
 from typing import Annotated, Any, Final
 
@@ -33,7 +38,6 @@ from mcp.server.mcpserver import (
 from mcp.server.mcpserver.exceptions import ResourceError, ResourceNotFoundError, ToolError
 from mcp.shared.exceptions import MCPError
 from mcp_types import (
-    INTERNAL_ERROR,
     INVALID_PARAMS,
     INVALID_REQUEST,
     Completion,
@@ -83,10 +87,9 @@ from epicme.journal.wire import (
     WhoAmI,
     summary_fields,
 )
+from epicme.oauth.principal import Principal, attached
 from epicme.oauth.scopes import effective_scopes, format_scope, has_scopes
-from epicme.resource_server.principal import PRINCIPAL_SCOPE_KEY, Principal, current_principal
 from epicme.storage.database import Database, StoreUnavailable
-from epicme.web.errors import report_store_outage
 
 SERVER_NAME: Final = "EpicMe"
 INSTRUCTIONS: Final = (
@@ -102,22 +105,34 @@ ENTRY_TEMPLATE: Final = "epicme://entries/{id}"
 # The first protocol revision that asks the client through an InputRequiredResult rather than a
 # server-to-client request, and so can ask on any transport.
 _INPUT_REQUIRED_VERSION: Final = "2026-07-28"
-_STORE_DOWN: Final = "The journal is temporarily unavailable; please try again shortly."
+STORE_DOWN: Final = "The journal is temporarily unavailable; please try again shortly."
+# The JSON-RPC error for a store outage, from the range JSON-RPC 2.0 §5.1 leaves to servers.
+JOURNAL_UNAVAILABLE: Final = -32050
 
 
 # ---- who is calling ------------------------------------------------------------------------------
 
 
-def principal_from_request(request_context: ServerRequestContext[Any, Any] | None) -> Principal | None:
-    """The caller: the gate's Principal in the HTTP request's ASGI scope, else `current_principal`."""
-    if request_context is not None:
-        scope = getattr(request_context.request, "scope", None)  # a starlette Request on HTTP transports
-        # An ASGI scope is a dict, matched first; the costlier ABC check is for other mappings.
-        if isinstance(scope, (dict, Mapping)):
-            found = scope.get(PRINCIPAL_SCOPE_KEY)
-            if isinstance(found, Principal):
-                return found
-    return current_principal.get()
+_caller: ContextVar[Principal | None] = ContextVar("epicme_journal_caller", default=None)
+
+
+def principal_of(request_context: ServerRequestContext[Any, Any] | None) -> Principal | None:
+    """The caller of a request: attached to its HTTP request, else the one `acting_as` gave."""
+    request = request_context.request if request_context is not None else None
+    scope = getattr(request, "scope", None)  # a starlette Request on HTTP transports
+    if isinstance(scope, dict):
+        return attached(scope)
+    return _caller.get()
+
+
+@contextmanager
+def acting_as(principal: Principal | None) -> Iterator[None]:
+    """Serves the requests of an in-process client (tests, a stdio runner) as `principal`'s."""
+    token = _caller.set(principal)
+    try:
+        yield
+    finally:
+        _caller.reset(token)
 
 
 def _check(principal: Principal | None, scopes: Sequence[str]) -> Principal:
@@ -137,18 +152,10 @@ def _check(principal: Principal | None, scopes: Sequence[str]) -> Principal:
     return principal
 
 
-def require_principal(ctx: Context[Any, Any], *scopes: str) -> Principal:
-    """The verified caller, if their token grants `scopes`; otherwise an MCP error (never a result)."""
-    # Within a request the journal's middleware has lifted the caller into `current_principal`
-    # already, which is cheaper to read than the SDK's Context (a pydantic model).
-    principal = current_principal.get()
-    if principal is None:
-        try:
-            request_context: ServerRequestContext[Any, Any] | None = ctx.request_context
-        except ValueError:  # a Context built outside a request
-            request_context = None
-        principal = principal_from_request(request_context)
-    return _check(principal, scopes)
+def require(*scopes: str) -> Principal:
+    """The verified caller of the request being served, if their token grants `scopes`; otherwise
+    an MCP error (never a result)."""
+    return _check(_caller.get(), scopes)
 
 
 def _noting_scopes(method: str, result: HandlerResult) -> HandlerResult:
@@ -196,11 +203,17 @@ def _with_scope_note(tool: Any) -> Any:
 def _state_principal(ctx: ServerRequestContext[Any, Any]) -> str | None:
     # Binds a multi-round call's sealed requestState to the caller, so one user's answer (say, a
     # confirmed deletion) cannot be replayed under another user's token.
-    principal = principal_from_request(ctx)
+    principal = principal_of(ctx)
     return json.dumps([principal.user_id, principal.client_id]) if principal is not None else None
 
 
 # ---- error translation ---------------------------------------------------------------------------
+
+
+def _unavailable() -> MCPError:
+    # An MCPError: the SDK passes it through tools, resources and prompts as a JSON-RPC error,
+    # where any other exception would become a tool error or an internal error.
+    return MCPError(code=JOURNAL_UNAVAILABLE, message=STORE_DOWN, data={"error": "temporarily_unavailable"})
 
 
 class _ToolErrors:
@@ -215,8 +228,7 @@ class _ToolErrors:
         if isinstance(exc, JournalError):
             raise ToolError(str(exc)) from None
         if isinstance(exc, StoreUnavailable):
-            report_store_outage()
-            raise ToolError(_STORE_DOWN) from None
+            raise _unavailable() from None
 
 
 _tool_errors = _ToolErrors
@@ -231,8 +243,7 @@ def _resource_errors() -> Iterator[None]:
     except JournalError as exc:
         raise ResourceError(str(exc)) from None
     except StoreUnavailable:
-        report_store_outage()
-        raise ResourceError(_STORE_DOWN) from None
+        raise _unavailable() from None
 
 
 @contextmanager
@@ -243,8 +254,7 @@ def _protocol_errors() -> Iterator[None]:
     except JournalError as exc:
         raise MCPError(code=INVALID_PARAMS, message=str(exc)) from None
     except StoreUnavailable:
-        report_store_outage()
-        raise MCPError(code=INTERNAL_ERROR, message=_STORE_DOWN) from None
+        raise _unavailable() from None
 
 
 def _parse_id(raw: str, kind: str) -> int:
@@ -309,14 +319,14 @@ def _confirm(ctx: Context[Any, Any], question: str) -> Elicit[DeleteConfirmation
 # against this module's globals. They check the principal and the target first, so nobody is asked
 # to confirm deleting something they may not touch or that does not exist.
 async def _confirm_entry_deletion(id: int, ctx: Context[Any, Any]) -> Elicit[DeleteConfirmation] | DeleteConfirmation:
-    principal = require_principal(ctx, *TOOL_SCOPES["delete_entry"])
+    principal = require(*TOOL_SCOPES["delete_entry"])
     with _tool_errors():
         entry = await _journal(ctx).get_entry(principal.user_id, id)
     return _confirm(ctx, f'Delete the journal entry "{entry.title}" (#{entry.id})? This cannot be undone.')
 
 
 async def _confirm_tag_deletion(id: int, ctx: Context[Any, Any]) -> Elicit[DeleteConfirmation] | DeleteConfirmation:
-    principal = require_principal(ctx, *TOOL_SCOPES["delete_tag"])
+    principal = require(*TOOL_SCOPES["delete_tag"])
     with _tool_errors():
         tag = await _journal(ctx).get_tag(principal.user_id, id)
     return _confirm(
@@ -352,15 +362,15 @@ def build_journal(db: Database, *, request_state_keys: Sequence[bytes | str] | N
 
     async def middleware(ctx: ServerRequestContext[Any, Any], call_next: CallNext) -> HandlerResult:
         """The journal's one middleware (one: each layer costs every request an await). It checks
-        `prompts/get` requests, exposes the caller as `current_principal` while the request runs
-        (for handlers the SDK calls without a Context), and notes scopes in `tools/list`."""
+        `prompts/get` requests, holds the caller in `_caller` while the request runs (`require`
+        reads it there), and notes scopes in `tools/list`."""
         if ctx.method == "prompts/get":
             _check_prompt_request(await server.list_prompts(), ctx.params)
-        token = current_principal.set(principal_from_request(ctx))
+        token = _caller.set(principal_of(ctx))
         try:
             result = await call_next(ctx)
         finally:
-            current_principal.reset(token)
+            _caller.reset(token)
         return _noting_scopes(ctx.method, result)
 
     server = JournalServer(
@@ -396,9 +406,9 @@ async def _entry_out(journal: JournalService, user_id: str, entry: Entry) -> Ent
 
 def _add_entry_tools(server: MCPServer[Any], journal: JournalService) -> None:
     @server.tool(title="Who am I", annotations=_READ_ONLY)
-    async def whoami(ctx: Context[Any, Any]) -> WhoAmI:
+    async def whoami() -> WhoAmI:
         """Show the signed-in user's id and e-mail, and what this access token may do."""
-        principal = require_principal(ctx, *TOOL_SCOPES["whoami"])
+        principal = require(*TOOL_SCOPES["whoami"])
         with _tool_errors():
             email = await journal.user_email(principal.user_id)
         return WhoAmI(
@@ -407,7 +417,6 @@ def _add_entry_tools(server: MCPServer[Any], journal: JournalService) -> None:
 
     @server.tool(title="Create journal entry", annotations=_ADDITIVE)
     async def create_entry(
-        ctx: Context[Any, Any],
         title: TitleArg,
         content: ContentArg,
         mood: MoodArg = None,
@@ -417,7 +426,7 @@ def _add_entry_tools(server: MCPServer[Any], journal: JournalService) -> None:
         isFavorite: Annotated[bool, Field(description="Mark the entry as a favourite")] = False,
     ) -> EntryOut:
         """Write a new journal entry. Attach tags afterwards with add_tag_to_entry."""
-        principal = require_principal(ctx, *TOOL_SCOPES["create_entry"])
+        principal = require(*TOOL_SCOPES["create_entry"])
         with _tool_errors():
             entry = await journal.create_entry(
                 principal.user_id,
@@ -432,22 +441,21 @@ def _add_entry_tools(server: MCPServer[Any], journal: JournalService) -> None:
             return await _entry_out(journal, principal.user_id, entry)
 
     @server.tool(title="Get journal entry", annotations=_READ_ONLY)
-    async def get_entry(ctx: Context[Any, Any], id: EntryIdArg) -> EntryOut:
+    async def get_entry(id: EntryIdArg) -> EntryOut:
         """Read one journal entry in full, with its tags."""
-        principal = require_principal(ctx, *TOOL_SCOPES["get_entry"])
+        principal = require(*TOOL_SCOPES["get_entry"])
         with _tool_errors():
             entry = await journal.get_entry(principal.user_id, id)
             return await _entry_out(journal, principal.user_id, entry)
 
     @server.tool(title="List journal entries", annotations=_READ_ONLY)
     async def list_entries(
-        ctx: Context[Any, Any],
         tagId: Annotated[int | None, Field(description="Only entries carrying this tag")] = None,
         limit: Annotated[int, Field(ge=1, le=MAX_PAGE_SIZE, description="Entries per page")] = 20,
         offset: Annotated[int, Field(ge=0, description="Entries to skip, for the next pages")] = 0,
     ) -> EntryList:
         """List journal entries, newest first, without their content (use get_entry for that)."""
-        principal = require_principal(ctx, *TOOL_SCOPES["list_entries"])
+        principal = require(*TOOL_SCOPES["list_entries"])
         with _tool_errors():
             page = await journal.list_entries(principal.user_id, tag_id=tagId, limit=limit, offset=offset)
             tags = await journal.tags_by_entry(principal.user_id, (e.id for e in page.entries))
@@ -460,7 +468,6 @@ def _add_entry_tools(server: MCPServer[Any], journal: JournalService) -> None:
 
     @server.tool(title="Update journal entry", annotations=_DESTRUCTIVE)
     async def update_entry(
-        ctx: Context[Any, Any],
         id: EntryIdArg,
         title: Annotated[str | None, Field(description="New title." + UNCHANGED)] = None,
         content: Annotated[str | None, Field(description="New text." + UNCHANGED)] = None,
@@ -471,7 +478,7 @@ def _add_entry_tools(server: MCPServer[Any], journal: JournalService) -> None:
         isFavorite: Annotated[bool | None, Field(description="Favourite or not." + UNCHANGED)] = None,
     ) -> EntryOut:
         """Change some fields of a journal entry; the fields left out stay as they are."""
-        principal = require_principal(ctx, *TOOL_SCOPES["update_entry"])
+        principal = require(*TOOL_SCOPES["update_entry"])
         with _tool_errors():
             entry = await journal.update_entry(
                 principal.user_id,
@@ -487,9 +494,9 @@ def _add_entry_tools(server: MCPServer[Any], journal: JournalService) -> None:
             return await _entry_out(journal, principal.user_id, entry)
 
     @server.tool(title="Delete journal entry", annotations=_DESTRUCTIVE)
-    async def delete_entry(ctx: Context[Any, Any], id: EntryIdArg, confirmation: EntryDeletion) -> DeleteOutcome:
+    async def delete_entry(id: EntryIdArg, confirmation: EntryDeletion) -> DeleteOutcome:
         """Delete a journal entry permanently. The user is asked to confirm if the client can ask."""
-        principal = require_principal(ctx, *TOOL_SCOPES["delete_entry"])
+        principal = require(*TOOL_SCOPES["delete_entry"])
         if not _confirmed(confirmation):
             return _kept("entry", id, confirmation)
         with _tool_errors():
@@ -498,12 +505,11 @@ def _add_entry_tools(server: MCPServer[Any], journal: JournalService) -> None:
 
     @server.tool(title="Tag a journal entry", annotations=_ADDITIVE)
     async def add_tag_to_entry(
-        ctx: Context[Any, Any],
         entryId: EntryIdArg,
         tagId: TagIdArg,
     ) -> EntryTags:
         """Attach one of the user's tags to one of their entries (nothing changes if already attached)."""
-        principal = require_principal(ctx, *TOOL_SCOPES["add_tag_to_entry"])
+        principal = require(*TOOL_SCOPES["add_tag_to_entry"])
         with _tool_errors():
             tags = await journal.add_tag_to_entry(principal.user_id, entryId, tagId)
         return EntryTags(entry_id=entryId, tags=[TagOut.of(tag) for tag in tags])
@@ -511,35 +517,34 @@ def _add_entry_tools(server: MCPServer[Any], journal: JournalService) -> None:
 
 def _add_tag_tools(server: MCPServer[Any], journal: JournalService) -> None:
     @server.tool(title="Create tag", annotations=_ADDITIVE)
-    async def create_tag(ctx: Context[Any, Any], name: TagNameArg, description: DescriptionArg = None) -> TagOut:
+    async def create_tag(name: TagNameArg, description: DescriptionArg = None) -> TagOut:
         """Create a tag for grouping entries. Names are unique per user."""
-        principal = require_principal(ctx, *TOOL_SCOPES["create_tag"])
+        principal = require(*TOOL_SCOPES["create_tag"])
         with _tool_errors():
             return TagOut.of(await journal.create_tag(principal.user_id, name=name, description=description))
 
     @server.tool(title="Get tag", annotations=_READ_ONLY)
-    async def get_tag(ctx: Context[Any, Any], id: TagIdArg) -> TagOut:
+    async def get_tag(id: TagIdArg) -> TagOut:
         """Read one tag."""
-        principal = require_principal(ctx, *TOOL_SCOPES["get_tag"])
+        principal = require(*TOOL_SCOPES["get_tag"])
         with _tool_errors():
             return TagOut.of(await journal.get_tag(principal.user_id, id))
 
     @server.tool(title="List tags", annotations=_READ_ONLY)
-    async def list_tags(ctx: Context[Any, Any]) -> TagList:
+    async def list_tags() -> TagList:
         """List all of the user's tags, by name."""
-        principal = require_principal(ctx, *TOOL_SCOPES["list_tags"])
+        principal = require(*TOOL_SCOPES["list_tags"])
         with _tool_errors():
             return TagList(tags=[TagOut.of(tag) for tag in await journal.list_tags(principal.user_id)])
 
     @server.tool(title="Update tag", annotations=_DESTRUCTIVE)
     async def update_tag(
-        ctx: Context[Any, Any],
         id: TagIdArg,
         name: Annotated[str | None, Field(description="New name." + UNCHANGED)] = None,
         description: Annotated[str | None, Field(description="New description." + CLEARABLE)] = None,
     ) -> TagOut:
         """Rename a tag or change its description."""
-        principal = require_principal(ctx, *TOOL_SCOPES["update_tag"])
+        principal = require(*TOOL_SCOPES["update_tag"])
         with _tool_errors():
             tag = await journal.update_tag(
                 principal.user_id, id, name=_optional(name), description=_clearable(description)
@@ -547,10 +552,10 @@ def _add_tag_tools(server: MCPServer[Any], journal: JournalService) -> None:
         return TagOut.of(tag)
 
     @server.tool(title="Delete tag", annotations=_DESTRUCTIVE)
-    async def delete_tag(ctx: Context[Any, Any], id: TagIdArg, confirmation: TagDeletion) -> DeleteOutcome:
+    async def delete_tag(id: TagIdArg, confirmation: TagDeletion) -> DeleteOutcome:
         """Delete a tag permanently; entries keep existing but lose the tag. The user is asked to
         confirm if the client can ask."""
-        principal = require_principal(ctx, *TOOL_SCOPES["delete_tag"])
+        principal = require(*TOOL_SCOPES["delete_tag"])
         if not _confirmed(confirmation):
             return _kept("tag", id, confirmation)
         with _tool_errors():
@@ -563,13 +568,11 @@ def _json(model: BaseModel) -> str:
 
 
 def _add_resources(server: MCPServer[Any], journal: JournalService) -> None:
-    # Static resources get no Context from the SDK: they read the caller from `current_principal`,
-    # which the journal's middleware has set for this request.
 
     @server.resource(CURRENT_USER_URI, name="current_user", title="Current user", mime_type="application/json")
     async def current_user() -> str:
         """The signed-in user's id and e-mail."""
-        principal = _check(current_principal.get(), sorted(RESOURCE_SCOPES["users"]))
+        principal = require(*RESOURCE_SCOPES["users"])
         with _resource_errors():
             email = await journal.user_email(principal.user_id)
         return _json(
@@ -584,22 +587,22 @@ def _add_resources(server: MCPServer[Any], journal: JournalService) -> None:
     @server.resource(TAGS_URI, name="tags", title="All tags", mime_type="application/json")
     async def all_tags() -> str:
         """All of the user's tags."""
-        principal = _check(current_principal.get(), sorted(RESOURCE_SCOPES["tags"]))
+        principal = require(*RESOURCE_SCOPES["tags"])
         with _resource_errors():
             found = await journal.list_tags(principal.user_id)
         return _json(TagList(tags=[TagOut.of(tag) for tag in found]))
 
     @server.resource(TAG_TEMPLATE, name="tag", title="Tag", mime_type="application/json")
-    async def tag(id: str, ctx: Context[Any, Any]) -> str:
+    async def tag(id: str) -> str:
         """One of the user's tags."""
-        principal = require_principal(ctx, *RESOURCE_SCOPES["tags"])
+        principal = require(*RESOURCE_SCOPES["tags"])
         with _resource_errors():
             return _json(TagOut.of(await journal.get_tag(principal.user_id, _parse_id(id, "Tag"))))
 
     @server.resource(ENTRY_TEMPLATE, name="entry", title="Journal entry", mime_type="application/json")
-    async def entry(id: str, ctx: Context[Any, Any]) -> str:
+    async def entry(id: str) -> str:
         """One of the user's journal entries, with its tags."""
-        principal = require_principal(ctx, *RESOURCE_SCOPES["entries"])
+        principal = require(*RESOURCE_SCOPES["entries"])
         with _resource_errors():
             found = await journal.get_entry(principal.user_id, _parse_id(id, "Entry"))
             return _json(await _entry_out(journal, principal.user_id, found))
@@ -609,10 +612,9 @@ def _add_prompts(server: MCPServer[Any], journal: JournalService) -> None:
     @server.prompt(title="Suggest tags for an entry")
     async def suggest_tags(
         entryId: Annotated[str, Field(description="The id of the entry to tag")],
-        ctx: Context[Any, Any],
     ) -> list[UserMessage]:
         """Ask the assistant to suggest tags for one journal entry, reusing existing tags where they fit."""
-        principal = require_principal(ctx, *PROMPT_SCOPES["suggest_tags"])
+        principal = require(*PROMPT_SCOPES["suggest_tags"])
         with _protocol_errors():
             found = await journal.get_entry(principal.user_id, _parse_id(entryId, "Entry"))
             entry_json = _json(await _entry_out(journal, principal.user_id, found))
@@ -650,7 +652,7 @@ def _completer(journal: JournalService) -> Any:
             lister, needed = journal.tag_ids, RESOURCE_SCOPES["tags"]
         else:
             return None
-        principal = _check(current_principal.get(), sorted(needed))
+        principal = require(*needed)
         with _protocol_errors():
             ids = await lister(principal.user_id, argument.value)
         return Completion(

@@ -120,3 +120,10 @@ class ConsentRequired(OAuthError):
     """OpenID Connect Core §3.1.2.6, for `prompt=none` when the user has not yet consented."""
 
     error = "consent_required"
+
+
+class TemporarilyUnavailable(Exception):
+    """Something the server depends on (the store, say) is down for now: whichever layer meets it
+    answers `503` with `temporarily_unavailable` (RFC 6749 §4.1.2.1) and Retry-After, never a 500,
+    and the next request tries again. Subclassed where the outage is met (storage's StoreUnavailable),
+    so the web layer can answer it without knowing the store."""

@@ -1,15 +1,15 @@
 """The resource server as one ASGI app: CORS, discovery, the AS metadata proxy, the gated `/mcp`.
 
 Layers, outermost first: CORS (so every answer, errors included, carries its headers, and a
-preflight is answered before any authentication), the catch-all, the body limit, then the routes
-(`/mcp` enters the same layers directly, see ResourceApp):
+preflight is answered before any authentication), the catch-all, the body limit, then the routes.
+`/mcp` has a stack of its own (mcp_endpoint.py), which ResourceApp calls directly:
 
     /.well-known/oauth-protected-resource[/mcp]   protected resource metadata (discovery.py)
     /.well-known/oauth-authorization-server       the authorization server's metadata, re-served
     /.well-known/openid-configuration             the same document (as_metadata_proxy.py)
     /healthcheck                                  200 "OK"
     /favicon.ico                                  EpicMe's icon
-    /mcp                                          BearerGate -> the MCP app, path unchanged
+    /mcp                                          the gate, then the MCP app (mcp_endpoint.py)
     anything else                                 404 "Not found" (with CORS headers, as every answer)
 """
 
@@ -44,6 +44,7 @@ from epicme.resource_server.discovery import (
     protected_resource_metadata_endpoint,
 )
 from epicme.resource_server.gate import BearerGate, RequiredScopes
+from epicme.resource_server.mcp_endpoint import McpApp, build_mcp_stack
 from epicme.resource_server.origins import OriginPolicy
 from epicme.resource_server.upstream import DEFAULT_TIMEOUT, Clock, UpstreamUnavailable
 from epicme.resource_server.verifier import build_token_verifier
@@ -100,50 +101,52 @@ async def _upstream_unavailable(request: Request, exc: Exception) -> Response:
 class ResourceApp(Starlette):
     """A Starlette app that answers its two busiest kinds of request before Starlette's machinery runs.
 
-    `/mcp` carries nearly every request. Its stack is the same middleware as every other route
-    (CORS, catch-all, body limit) around the bearer gate, which answers every error itself; going
-    straight to it skips Starlette's error middleware, router and exception middleware: frames
-    and `send` wrappers each request would otherwise pass through.
+    `/mcp` carries nearly every request, and every request to it goes to its own stack
+    (mcp_endpoint.py), which answers every error itself: no Starlette error middleware, router or
+    exception middleware, whose frames and `send` wrappers each request would otherwise pass through.
 
     A `GET` of a discovery document that is at hand is sent from its bytes (web/documents.py), with
     the headers the full stack would add; anything else about those paths goes the full way."""
 
-    mcp_stack: ASGIApp | None = None
+    mcp_stack: ASGIApp
     documents: dict[str, DocumentSource] = {}
     document_headers: list[tuple[bytes, bytes]] = []
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] == "http":
+        if scope["type"] != "lifespan":
             path = scope["path"]
-            if path == MCP_PATH and self.mcp_stack is not None:
+            if path == MCP_PATH:
                 await self.mcp_stack(scope, receive, send)
                 return
             source = self.documents.get(path)
-            if source is not None and scope["method"] == "GET" and (document := source()) is not None:
-                await send_document(send, document, self.document_headers)
-                return
+            if source is not None and scope["type"] == "http" and scope["method"] == "GET":
+                document = source()
+                if document is not None:
+                    await send_document(send, document, self.document_headers)
+                    return
         await super().__call__(scope, receive, send)
 
 
 def build_resource_app(
     settings: Settings,
     *,
-    mcp_app: ASGIApp,
+    mcp_app: McpApp,
     required_scopes: RequiredScopes,
     lifespan: Lifespan | None = None,
     http_client: httpx2.AsyncClient | None = None,
     clock: Clock = time.monotonic,
 ) -> Starlette:
-    """The resource server. `mcp_app` receives `/mcp` requests with the path unchanged (an SDK
-    app routing at `/mcp` works as is); its lifespan (e.g. the SDK session manager's `run()`) is
-    not started by this app: pass it as `lifespan`. `http_client` reaches the authorization server
+    """The resource server. `mcp_app` receives each authenticated `/mcp` request with what the gate
+    learned (an McpRequest; sdk_adapter.py has one for the SDK's transport and one for any ASGI
+    app); its lifespan (e.g. the SDK session manager's `run()`) is not started by this app: pass
+    it as `lifespan`. `http_client` reaches the authorization server
     (one is made, and closed at shutdown, if not given). `clock` drives the metadata and key
     caches, for tests."""
     owns_client = http_client is None
     client = http_client or httpx2.AsyncClient(timeout=DEFAULT_TIMEOUT, follow_redirects=False)
     metadata = AuthorizationServerMetadata(settings.trusted_issuer, client, clock=clock)
     verifier = build_token_verifier(settings, metadata, client, clock=clock)
-    gate = BearerGate(mcp_app, settings=settings, verifier=verifier, required_scopes=required_scopes)
+    gate = BearerGate(settings=settings, verifier=verifier, required_scopes=required_scopes)
     prm_document = protected_resource_metadata_document(settings)
     prm = protected_resource_metadata_endpoint(prm_document)
 
@@ -164,8 +167,6 @@ def build_resource_app(
             Route(OPENID_CONFIGURATION_PATH, metadata.serve, methods=["GET"]),
             Route(HEALTHCHECK_PATH, healthcheck, methods=["GET"]),
             Route(FAVICON_PATH, favicon, methods=["GET", "HEAD"]),
-            # An ASGI app as endpoint: every method reaches it, with scope["path"] still "/mcp".
-            Route(MCP_PATH, gate),
         ],
         middleware=[
             Middleware(CorsMiddleware, policy=cors_policy),
@@ -179,9 +180,7 @@ def build_resource_app(
         },
         lifespan=app_lifespan,
     )
-    app.mcp_stack = CorsMiddleware(
-        CatchAllMiddleware(BodyLimitMiddleware(gate, max_bytes=settings.max_body_bytes)), policy=cors_policy
-    )
+    app.mcp_stack = build_mcp_stack(gate, mcp_app, cors=cors_policy, max_body_bytes=settings.max_body_bytes)
     app.documents = {
         PROTECTED_RESOURCE_MCP_PATH: lambda: prm_document,
         PROTECTED_RESOURCE_PATH: lambda: prm_document,

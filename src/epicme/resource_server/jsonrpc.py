@@ -4,19 +4,18 @@ JSON-RPC 2.0 §5.1 gives these their own codes: -32700 Parse error for a body th
 -32600 Invalid Request for JSON that is not a valid Request object. The MCP SDK answers the second
 with -32602 (Invalid params) and its validator's whole report, a kilobyte of library internals
 that echoes the input back, and the first with its parser's message. `screen_body`, run by the
-transport guard between the gate and the SDK app, answers both itself with a short fixed message
-and `"id": null` (JSON-RPC 2.0 §5: the id could not be determined).
+SDK adapter in front of the SDK, answers both itself with a short fixed message and `"id": null`
+(JSON-RPC 2.0 §5: the id could not be determined).
 
-It parses and validates exactly as the SDK does next (`pydantic_core.from_json`, then the SDK's
-own message adapter), so whatever passes here the SDK accepts too, and valid messages reach it
-unchanged. A body that is not declared as JSON is left to the SDK's 415.
+The `/mcp` endpoint parsed the body as the SDK does next (`pydantic_core.from_json`), and it is
+validated here with the SDK's own message adapter, so whatever passes here the SDK accepts too,
+and valid messages reach it unchanged. A body that is not declared as JSON is left to the SDK's 415.
 """
 
 from __future__ import annotations
 
 from typing import Any
 
-import pydantic_core
 from mcp.shared.inbound import unsupported_protocol_version_rejection
 from mcp_types import PROTOCOL_VERSION_META_KEY, JSONRPCNotification, jsonrpc_message_adapter
 from mcp_types.version import KNOWN_PROTOCOL_VERSIONS
@@ -24,12 +23,12 @@ from pydantic import ValidationError
 from starlette.responses import JSONResponse
 from starlette.types import Receive, Scope, Send
 
-from epicme.resource_server.principal import PARSED_BODY_SCOPE_KEY
-from epicme.web.asgi import header, read_body, replaying
+from epicme.resource_server.mcp_endpoint import NOT_JSON
+from epicme.web.asgi import header
 
 PARSE_ERROR = -32700
 INVALID_REQUEST = -32600
-NOT_JSON = "Parse error: the body could not be read as JSON."
+NOT_JSON_TEXT = "Parse error: the body could not be read as JSON."
 NOT_A_MESSAGE = "Invalid Request: the body is not a JSON-RPC 2.0 request, notification or response."
 
 
@@ -47,38 +46,22 @@ def _declares_json(scope: Scope) -> bool:
     return any(part.strip() == "application/json" for part in media_types)
 
 
-def screened_by_gate(scope: Scope) -> bool:
-    """Whether the gate's parse already shows the body is a plain JSON-RPC request, so that
-    `screen_body` has nothing to say: the hot path, without a coroutine or a header scan (whatever
-    the Content-Type, such a body goes to the SDK unchanged)."""
-    return _is_plain_request(scope.get(PARSED_BODY_SCOPE_KEY))
-
-
-async def screen_body(scope: Scope, receive: Receive, send: Send) -> Receive | None:
-    """The `receive` to hand the SDK, or None once the request has been answered (a JSON-RPC error)
-    or the client has gone. Only POST bodies declared as JSON are looked at."""
-    if scope["method"] != "POST" or not _declares_json(scope):
-        return receive
-    if PARSED_BODY_SCOPE_KEY in scope:
-        parsed = scope[PARSED_BODY_SCOPE_KEY]  # the gate parsed it, and left it unread for the app
-    else:
-        # Already bounded by the body limit and buffered by the layers above: reading it is cheap.
-        body = await read_body(receive)
-        if body is None:
-            return None
-        receive = replaying(body, receive)
-        try:
-            parsed = pydantic_core.from_json(body)
-        except ValueError:
-            await jsonrpc_error(PARSE_ERROR, NOT_JSON)(scope, receive, send)
-            return None
-    if not _is_plain_request(parsed) and not _is_valid_message(parsed):
+async def screen_body(message: object, scope: Scope, receive: Receive, send: Send) -> bool:
+    """Whether the body may go on to the SDK; False once it has been answered with a JSON-RPC error.
+    `message` is the body as the gate parsed it. Only bodies declared as JSON are looked at; a
+    plain JSON-RPC request (the hot path: `is_plain_request`) has nothing to be told."""
+    if is_plain_request(message) or not _declares_json(scope):
+        return True
+    if message is NOT_JSON:
+        await jsonrpc_error(PARSE_ERROR, NOT_JSON_TEXT)(scope, receive, send)
+        return False
+    if not _is_valid_message(message):
         await jsonrpc_error(INVALID_REQUEST, NOT_A_MESSAGE)(scope, receive, send)
-        return None
-    return receive
+        return False
+    return True
 
 
-def unsupported_version(scope: Scope) -> JSONResponse | None:
+def unsupported_version(parsed: object, scope: Scope) -> JSONResponse | None:
     """The answer to a request for a protocol version this server does not implement, when the SDK
     would not give it: MCP Streamable HTTP (2026-07-28), Protocol Version Header, the server MUST
     answer `400` with an UnsupportedProtocolVersionError (-32022) listing its versions. The SDK
@@ -87,7 +70,6 @@ def unsupported_version(scope: Scope) -> JSONResponse | None:
 
     Requests that carry the envelope (the hot path) are left to the SDK, which answers in the same
     words, and so are `initialize` (whose version travels in its params) and notifications."""
-    parsed = scope.get(PARSED_BODY_SCOPE_KEY)
     if not isinstance(parsed, dict) or "id" not in parsed or parsed.get("method") == "initialize":
         return None
     params = parsed.get("params")
@@ -119,7 +101,7 @@ def _is_valid_message(parsed: Any) -> bool:
 _REQUEST_KEYS = frozenset({"jsonrpc", "id", "method", "params"})
 
 
-def _is_plain_request(parsed: object) -> bool:
+def is_plain_request(parsed: object) -> bool:
     """The shape nearly every call has (JSON-RPC 2.0 §4: a string method, a string or integer id,
     object params), which the SDK's validator surely accepts: checked by hand, it skips the
     validator's cost on the hot path. Anything else goes through the full validation."""

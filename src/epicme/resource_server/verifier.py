@@ -23,9 +23,9 @@ from jwt import PyJWK
 from epicme.cache import ExpiringLRU
 from epicme.config import Settings
 from epicme.oauth.errors import clean_description
+from epicme.oauth.principal import Principal
 from epicme.oauth.scopes import parse_scope
 from epicme.resource_server.as_metadata_proxy import AuthorizationServerMetadata
-from epicme.resource_server.principal import Principal
 from epicme.resource_server.upstream import Clock, DocumentCache, Fetched, UpstreamUnavailable, request_json
 
 # RFC 8725 §3.1: an explicit allow-list of asymmetric algorithms; never `none`, never HS*

@@ -14,10 +14,12 @@ from sqlalchemy.exc import DBAPIError, InterfaceError, OperationalError
 from sqlalchemy.exc import TimeoutError as PoolTimeout
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, create_async_engine
 
+from epicme.oauth.errors import TemporarilyUnavailable
+
 Dialect = Literal["sqlite", "postgresql"]
 
 
-class StoreUnavailable(Exception):
+class StoreUnavailable(TemporarilyUnavailable):
     """The database cannot be reached; callers answer 503 and the next request tries again."""
 
 

@@ -34,11 +34,6 @@ def header(scope: Scope, name: bytes) -> str | None:
     return None
 
 
-# Where BodyLimitMiddleware leaves the body it has buffered, so a layer after it can read it
-# without another pass through `receive` (which still replays it for the app).
-BUFFERED_BODY_SCOPE_KEY = "epicme.buffered_body"
-
-
 async def read_body(receive: Receive) -> bytes | None:
     """The whole request body, or None if the client went away. Bounded only by what sits in front
     (BodyLimitMiddleware)."""

@@ -4,13 +4,12 @@ from __future__ import annotations
 
 import json
 import logging
-from contextvars import ContextVar
 
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from epicme.storage.database import StoreUnavailable
+from epicme.oauth.errors import TemporarilyUnavailable
 from epicme.web.asgi import send_json
 
 log = logging.getLogger("epicme")
@@ -25,7 +24,7 @@ _STORE_DOWN = json.dumps(_STORE_DOWN_BODY).encode()
 
 
 async def send_store_down(send: Send) -> None:
-    """The 503 a request gets when the store is unavailable."""
+    """The 503 a request gets when the store (or another dependency) is unavailable."""
     await send_json(send, 503, _STORE_DOWN, [(b"retry-after", str(STORE_RETRY_AFTER_SECONDS).encode())])
 
 
@@ -38,7 +37,7 @@ async def store_unavailable(request: Request, exc: Exception) -> Response:
     )
 
 
-EXCEPTION_HANDLERS = {StoreUnavailable: store_unavailable}
+EXCEPTION_HANDLERS = {TemporarilyUnavailable: store_unavailable}
 
 _SERVER_ERROR = json.dumps({"error": "server_error", "error_description": "An unexpected error occurred."}).encode()
 
@@ -66,7 +65,7 @@ class CatchAllMiddleware:
 
         try:
             await self.app(scope, receive, tracking_send)
-        except StoreUnavailable as exc:
+        except TemporarilyUnavailable as exc:
             # Raised past every handler (say, by an app mounted without Starlette's): still a 503.
             log.warning("store unavailable during %s %s: %s", scope.get("method"), scope.get("path"), exc)
             if not started:
@@ -77,34 +76,3 @@ class CatchAllMiddleware:
             if started:
                 return  # too late for a clean answer; the connection closes
             await send_json(send, 500, _SERVER_ERROR)
-
-
-class StoreOutageWatch:
-    """Notes whether the store went down while an answer was computed, for the layer that sends
-    it: `with StoreOutageWatch() as watch: ...`, then `watch.seen`.
-
-    The MCP SDK catches every exception inside a tool and answers HTTP 200 with a tool error, so a
-    client (or a load balancer) could not tell an outage from a refusal. The journal calls
-    `report_store_outage()` where it turns StoreUnavailable into a tool error, and the transport
-    guard (resource_server/sdk_transport.py) answers 503 + Retry-After instead of that 200.
-    """
-
-    seen = False
-
-    def __enter__(self) -> StoreOutageWatch:
-        self._token = _store_outage.set(self)
-        return self
-
-    def __exit__(self, *exc_info: object) -> None:
-        _store_outage.reset(self._token)
-
-
-_store_outage: ContextVar[StoreOutageWatch | None] = ContextVar("epicme_store_outage", default=None)
-
-
-def report_store_outage() -> None:
-    """Called where a handler (say, an MCP tool) swallows StoreUnavailable into its own error shape,
-    so that the HTTP answer still says 503 (see StoreOutageWatch)."""
-    watch = _store_outage.get()
-    if watch is not None:
-        watch.seen = True
