@@ -3,6 +3,11 @@
 PostgreSQL is expected at 127.0.0.1:5432, database `test`, trust auth (override with
 EPICME_TEST_POSTGRES_URL). Where it is absent the PostgreSQL variants skip with the reason;
 under CI (`CI=true`) its absence is a failure, because CI must run them.
+
+`python3 dev.py test --quick` runs the tests not marked `slow`: whole directories that start other
+processes, Node clients or a browser, restart PostgreSQL or run for minutes (SLOW_DIRECTORIES), the
+PostgreSQL variant of each test that runs on both stores (its SQLite variant stays), and the tests
+marked `@pytest.mark.slow` one by one. The README's test command and CI run everything.
 """
 
 from __future__ import annotations
@@ -20,8 +25,19 @@ from sqlalchemy.ext.asyncio import create_async_engine
 from epicme.storage.database import Database
 from epicme.storage.migrations import migrate
 
+SLOW_DIRECTORIES = frozenset({"interop", "e2e", "faults", "load", "fuzz", "examples", "security"})
+TESTS = Path(__file__).resolve().parent
+
 POSTGRES_URL = os.environ.get("EPICME_TEST_POSTGRES_URL", "postgresql://postgres@127.0.0.1:5432/test")
 _pg_state: dict[str, str | None] = {}
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    for item in items:
+        callspec = getattr(item, "callspec", None)
+        on_postgres = callspec is not None and callspec.params.get("database_url") == "postgresql"
+        if on_postgres or item.path.resolve().relative_to(TESTS).parts[0] in SLOW_DIRECTORIES:
+            item.add_marker(pytest.mark.slow)
 
 
 async def _postgres_unavailable_reason() -> str | None:

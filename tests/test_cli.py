@@ -31,6 +31,7 @@ def test_every_command_has_help(command: list[str], tmp_path: Path) -> None:
     assert result.stdout.startswith("usage: epicme")
 
 
+@pytest.mark.slow  # runs `epicme` as a process, several times
 def test_users_add_from_stdin_then_list(tmp_path: Path) -> None:
     db = tmp_path / "e.db"
     added = epicme("users", "add", "Bo@Example.com", "--password-stdin", db=db, stdin="a long password\n")
@@ -45,12 +46,14 @@ def test_users_add_from_stdin_then_list(tmp_path: Path) -> None:
     assert listed.stdout.strip().endswith("bo@example.com")
 
 
+@pytest.mark.slow  # runs `epicme` as a process, several times
 def test_users_add_refuses_a_short_password(tmp_path: Path) -> None:
     result = epicme("users", "add", "c@example.com", "--password-stdin", db=tmp_path / "e.db", stdin="short\n")
     assert result.returncode == 1
     assert result.stdout == "epicme: Passwords need at least 8 characters.\n"
 
 
+@pytest.mark.slow  # runs `epicme` as a process, several times
 def test_migrate_then_keys_rotate(tmp_path: Path) -> None:
     db = tmp_path / "e.db"
     migrated = epicme("migrate", db=db)

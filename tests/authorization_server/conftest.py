@@ -3,9 +3,9 @@
 from __future__ import annotations
 
 import time
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Callable, Iterator
 from contextlib import asynccontextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 import httpx2
@@ -14,20 +14,17 @@ import pytest
 from epicme.authorization_server.app import build_authorization_app, build_context
 from epicme.authorization_server.client_metadata import ClientMetadataFetcher
 from epicme.authorization_server.context import ServerContext
-from epicme.authorization_server.passwords import hash_password
 from epicme.config import Settings
-from epicme.oauth.pkce import build_challenge
-from epicme.storage import users
 from epicme.storage.database import Database
 from tests.support.browser import Browser
 from tests.support.clock import FakeClock
+from tests.support.oauth_client import OAuthTestClient
+from tests.support.passwords import fast_password_hashing
+from tests.support.people import Person, sign_up
 from tests.support.servers import LiveServer, free_port
 
-USER_EMAIL = "ana@example.com"
-USER_PASSWORD = "correct horse battery"
-VERIFIER = "v" * 43 + "-verifier._~"
-CHALLENGE = build_challenge(VERIFIER)
-REDIRECT_URI = "http://127.0.0.1:9999/callback"
+USER = Person("ana@example.com", "correct horse battery")
+USER_EMAIL, USER_PASSWORD = USER
 
 
 @dataclass
@@ -37,59 +34,43 @@ class AuthServer:
     server: LiveServer
     http: httpx2.AsyncClient
     browser: Browser
+    oauth: OAuthTestClient = field(init=False)
+
+    def __post_init__(self) -> None:
+        # The test user's every authorization goes through `browser`, so a test can sign in first.
+        self.oauth = OAuthTestClient(
+            self.url,
+            resource=self.settings.mcp_url,
+            http=self.http,
+            browser=self.browser,
+            person=USER,
+            scope="user:read entries:read",
+        )
 
     @property
     def url(self) -> str:
         return self.server.url
 
     async def register(self, **metadata: Any) -> dict[str, Any]:
-        body = {
-            "redirect_uris": [REDIRECT_URI],
-            "token_endpoint_auth_method": "none",
-            "grant_types": ["authorization_code", "refresh_token"],
-            "client_name": "Test Client",
-            "application_type": "native",
-            **metadata,
-        }
-        response = await self.http.post("/register", json=body)
-        assert response.status_code == 201, response.text
-        return dict(response.json())
+        return await self.oauth.register(**metadata)
 
     def authorization_url(self, client_id: str, **params: str) -> str:
-        query = {
-            "response_type": "code",
-            "client_id": client_id,
-            "redirect_uri": REDIRECT_URI,
-            "code_challenge": CHALLENGE,
-            "code_challenge_method": "S256",
-            "state": "st-123",
-            "scope": "user:read entries:read",
-            "resource": self.settings.mcp_url,
-            **params,
-        }
-        return str(httpx2.URL(self.url + "/authorize", params=query))
+        return self.oauth.authorization_url(client_id, **params)
 
     async def code_for(self, client_id: str, **params: str) -> str:
-        redirect = await self.browser.authorize(self.authorization_url(client_id, **params), USER_EMAIL, USER_PASSWORD)
-        query = dict(httpx2.URL(redirect).params)
-        assert "code" in query, redirect
-        return query["code"]
+        return await self.oauth.code_for(client_id, **params)
 
     async def exchange(self, client_id: str, code: str, **extra: str) -> httpx2.Response:
-        data = {
-            "grant_type": "authorization_code",
-            "code": code,
-            "redirect_uri": REDIRECT_URI,
-            "code_verifier": VERIFIER,
-            "client_id": client_id,
-            **extra,
-        }
-        return await self.http.post("/token", data=data)
+        return await self.oauth.exchange(client_id, code, **extra)
 
     async def tokens_for(self, client_id: str, **params: str) -> dict[str, Any]:
-        response = await self.exchange(client_id, await self.code_for(client_id, **params))
-        assert response.status_code == 200, response.text
-        return dict(response.json())
+        return await self.oauth.tokens_for(client_id, **params)
+
+    async def aclose(self) -> None:
+        await self.http.aclose()
+        await self.browser.aclose()
+        await self.server.stop()
+        await self.ctx.clients.aclose()
 
 
 async def start_auth_server(db: Database, *, clock: Callable[[], float] = time.time, **overrides: Any) -> AuthServer:
@@ -109,6 +90,13 @@ async def start_auth_server(db: Database, *, clock: Callable[[], float] = time.t
     return AuthServer(settings, ctx, server, http, Browser(server.url))
 
 
+@pytest.fixture(autouse=True)
+def cheap_password_hashes() -> Iterator[None]:
+    """These tests sign in often and are not about the cost of hashing."""
+    with fast_password_hashing():
+        yield
+
+
 @pytest.fixture
 def clock() -> FakeClock:
     """The clock of the servers the fixtures below start: a test advances it instead of sleeping."""
@@ -118,15 +106,12 @@ def clock() -> FakeClock:
 @asynccontextmanager
 async def signed_up_auth_server(db: Database, clock: Callable[[], float]) -> AsyncIterator[AuthServer]:
     """A running authorization server over `db`, with the test user signed up."""
-    await users.create_user(db, USER_EMAIL, hash_password(USER_PASSWORD))
+    await sign_up(db, USER)
     server = await start_auth_server(db, clock=clock)
     try:
         yield server
     finally:
-        await server.http.aclose()
-        await server.browser.aclose()
-        await server.server.stop()
-        await server.ctx.clients.aclose()
+        await server.aclose()
 
 
 @pytest.fixture

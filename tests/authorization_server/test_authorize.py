@@ -13,42 +13,17 @@ from typing import Any
 from urllib.parse import urlencode
 
 import httpx2
-import pytest
 import sqlalchemy as sa
-from argon2 import PasswordHasher
 
-from epicme.authorization_server import passwords
 from epicme.oauth.opaque import digest
 from epicme.storage import schema
-from tests.authorization_server.conftest import CHALLENGE, REDIRECT_URI, USER_EMAIL, USER_PASSWORD, AuthServer
+from tests.authorization_server.conftest import USER_EMAIL, USER_PASSWORD, AuthServer
 from tests.support.browser import hidden_fields, redirect_params
-
-STATE = "st-123"
-
-
-@pytest.fixture(autouse=True)
-def fast_password_hashing(monkeypatch: pytest.MonkeyPatch) -> None:
-    """argon2id at its RFC 9106 cost takes ~0.3 s per hash or sign-in; these tests are not about that,
-    so the test user's hash (made in the fixture) uses minimal argon2id parameters, which verification
-    reads from the hash itself."""
-    monkeypatch.setattr(passwords, "_hasher", PasswordHasher(time_cost=1, memory_cost=1024, parallelism=1))
+from tests.support.oauth_client import CHALLENGE, REDIRECT_URI, STATE
 
 
 def authorize_url(server: AuthServer, client_id: str, *, drop: tuple[str, ...] = (), **params: str) -> str:
-    query = {
-        "response_type": "code",
-        "client_id": client_id,
-        "redirect_uri": REDIRECT_URI,
-        "code_challenge": CHALLENGE,
-        "code_challenge_method": "S256",
-        "state": STATE,
-        "scope": "user:read entries:read",
-        "resource": server.settings.mcp_url,
-        **params,
-    }
-    for name in drop:
-        query.pop(name, None)
-    return f"{server.url}/authorize?{urlencode(query)}"
+    return f"{server.url}/authorize?{urlencode(server.oauth.authorization_params(client_id, drop=drop, **params))}"
 
 
 def page_message(text: str) -> str:

@@ -9,22 +9,11 @@ import json
 from collections.abc import AsyncIterator
 
 import httpx2
-import pytest
 import sqlalchemy as sa
-from argon2 import PasswordHasher
 
-from epicme.authorization_server import passwords
 from epicme.storage import schema
-from tests.authorization_server.conftest import REDIRECT_URI, AuthServer
-
-
-@pytest.fixture(autouse=True)
-def fast_password_hashing(monkeypatch: pytest.MonkeyPatch) -> None:
-    """argon2id at its RFC 9106 cost takes ~0.3 s per hash or sign-in; these tests are not about that,
-    so the test user's hash (made in the fixture) uses minimal argon2id parameters, which verification
-    reads from the hash itself."""
-    monkeypatch.setattr(passwords, "_hasher", PasswordHasher(time_cost=1, memory_cost=1024, parallelism=1))
-
+from tests.authorization_server.conftest import AuthServer
+from tests.support.oauth_client import REDIRECT_URI
 
 LIMIT = 256 * 1024
 TOO_LARGE = {"error": "invalid_request", "error_description": f"Request body exceeds {LIMIT} bytes."}

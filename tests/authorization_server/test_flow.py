@@ -89,9 +89,9 @@ async def test_code_flow_with_client_id_metadata_document(sqlite_db: Database) -
     from starlette.responses import JSONResponse
     from starlette.routing import Route
 
-    from epicme.authorization_server.passwords import hash_password
-    from epicme.storage import users
-    from tests.authorization_server.conftest import REDIRECT_URI, USER_EMAIL, USER_PASSWORD, start_auth_server
+    from tests.authorization_server.conftest import USER, USER_EMAIL, USER_PASSWORD, start_auth_server
+    from tests.support.oauth_client import REDIRECT_URI
+    from tests.support.people import sign_up
     from tests.support.servers import serving
 
     document: dict[str, object] = {}
@@ -108,7 +108,7 @@ async def test_code_flow_with_client_id_metadata_document(sqlite_db: Database) -
             grant_types=["authorization_code", "refresh_token"],
             token_endpoint_auth_method="none",
         )
-        await users.create_user(sqlite_db, USER_EMAIL, hash_password(USER_PASSWORD))
+        await sign_up(sqlite_db, USER)
         # Loopback documents are refused in production; this test allows them explicitly.
         server = await start_auth_server(sqlite_db, cimd_allow_private_addresses=True)
         try:
@@ -128,10 +128,7 @@ async def test_code_flow_with_client_id_metadata_document(sqlite_db: Database) -
             claims = jwt.decode(tokens["access_token"], options={"verify_signature": False})
             assert claims["client_id"] == client_id
         finally:
-            await server.http.aclose()
-            await server.browser.aclose()
-            await server.server.stop()
-            await server.ctx.clients.aclose()
+            await server.aclose()
 
 
 async def test_no_secret_reaches_the_logs(auth_server: AuthServer, caplog: pytest.LogCaptureFixture) -> None:

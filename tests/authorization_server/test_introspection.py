@@ -8,24 +8,12 @@ from typing import Any
 
 import httpx2
 import jwt
-import pytest
 import sqlalchemy as sa
-from argon2 import PasswordHasher
 from cryptography.hazmat.primitives.asymmetric import ec
 
-from epicme.authorization_server import passwords
 from epicme.storage import schema
 from tests.authorization_server.conftest import AuthServer
 from tests.support.clock import FakeClock
-
-
-@pytest.fixture(autouse=True)
-def fast_password_hashing(monkeypatch: pytest.MonkeyPatch) -> None:
-    """argon2id at its RFC 9106 cost takes ~0.3 s per hash or sign-in; these tests are not about that,
-    so the test user's hash (made in the fixture) uses minimal argon2id parameters, which verification
-    reads from the hash itself."""
-    monkeypatch.setattr(passwords, "_hasher", PasswordHasher(time_cost=1, memory_cost=1024, parallelism=1))
-
 
 INACTIVE = {"active": False}
 

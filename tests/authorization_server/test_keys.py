@@ -7,26 +7,15 @@ from __future__ import annotations
 from typing import Any
 
 import jwt
-import pytest
 import sqlalchemy as sa
-from argon2 import PasswordHasher
 from jwt import PyJWKSet
 
-from epicme.authorization_server import passwords
 from epicme.authorization_server.keys import KeyStore, ensure_signing_key, rotate_keys
 from epicme.config import Settings
 from epicme.storage import schema
 from epicme.storage.signing_keys import StoredKey
 from tests.authorization_server.conftest import AuthServer
 from tests.support.clock import FakeClock
-
-
-@pytest.fixture(autouse=True)
-def fast_password_hashing(monkeypatch: pytest.MonkeyPatch) -> None:
-    """argon2id at its RFC 9106 cost takes ~0.3 s per hash or sign-in; these tests are not about that,
-    so the test user's hash (made in the fixture) uses minimal argon2id parameters, which verification
-    reads from the hash itself."""
-    monkeypatch.setattr(passwords, "_hasher", PasswordHasher(time_cost=1, memory_cost=1024, parallelism=1))
 
 
 async def jwks(server: AuthServer) -> dict[str, Any]:

@@ -2,20 +2,7 @@
 
 from __future__ import annotations
 
-import pytest
-from argon2 import PasswordHasher
-
-from epicme.authorization_server import passwords
 from tests.authorization_server.conftest import AuthServer
-
-
-@pytest.fixture(autouse=True)
-def fast_password_hashing(monkeypatch: pytest.MonkeyPatch) -> None:
-    """argon2id at its RFC 9106 cost takes ~0.3 s per hash or sign-in; these tests are not about that,
-    so the test user's hash (made in the fixture) uses minimal argon2id parameters, which verification
-    reads from the hash itself."""
-    monkeypatch.setattr(passwords, "_hasher", PasswordHasher(time_cost=1, memory_cost=1024, parallelism=1))
-
 
 WELL_KNOWN_PATHS = ("/.well-known/oauth-authorization-server", "/.well-known/openid-configuration")
 CORS_PATHS = (

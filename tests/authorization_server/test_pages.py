@@ -10,28 +10,16 @@ import re
 from urllib.parse import urlencode
 
 import httpx2
-import pytest
 import sqlalchemy as sa
-from argon2 import PasswordHasher
 from starlette.responses import Response
 
-from epicme.authorization_server import passwords
 from epicme.authorization_server.sessions import COOKIE_NAME, Session, SessionCodec
 from epicme.authorization_server.throttle import LoginThrottle, ThrottleLimits
 from epicme.storage import schema
 from epicme.storage.database import Database
-from tests.authorization_server.conftest import CHALLENGE, REDIRECT_URI, USER_EMAIL, USER_PASSWORD, AuthServer
+from tests.authorization_server.conftest import USER_EMAIL, USER_PASSWORD, AuthServer
 from tests.support.browser import hidden_fields
 from tests.support.clock import FakeClock
-
-
-@pytest.fixture(autouse=True)
-def fast_password_hashing(monkeypatch: pytest.MonkeyPatch) -> None:
-    """argon2id at its RFC 9106 cost takes ~0.3 s per hash or sign-in; these tests are not about that,
-    so the test user's hash (made in the fixture) uses minimal argon2id parameters, which verification
-    reads from the hash itself."""
-    monkeypatch.setattr(passwords, "_hasher", PasswordHasher(time_cost=1, memory_cost=1024, parallelism=1))
-
 
 CSP = "default-src 'none'; style-src 'unsafe-inline'; img-src 'self' data:; frame-ancestors 'none'; base-uri 'none'"
 WRONG_PASSWORD_MESSAGE = "That e-mail and password don't match."
@@ -69,18 +57,7 @@ def cookie_payload(header: str) -> dict[str, object]:
 
 
 def authorize_url(server: AuthServer, client_id: str, **params: str) -> str:
-    query = {
-        "response_type": "code",
-        "client_id": client_id,
-        "redirect_uri": REDIRECT_URI,
-        "code_challenge": CHALLENGE,
-        "code_challenge_method": "S256",
-        "state": "st-123",
-        "scope": "user:read entries:read",
-        "resource": server.settings.mcp_url,
-        **params,
-    }
-    return f"/authorize?{urlencode(query)}"
+    return f"/authorize?{urlencode(server.oauth.authorization_params(client_id, **params))}"
 
 
 async def login_attempt(server: AuthServer, password: str, *, email: str = USER_EMAIL) -> httpx2.Response:

@@ -7,19 +7,9 @@ import base64
 from typing import Any
 
 import httpx2
-import pytest
-from argon2 import PasswordHasher
 
-from epicme.authorization_server import passwords
-from tests.authorization_server.conftest import REDIRECT_URI, VERIFIER, AuthServer
-
-
-@pytest.fixture(autouse=True)
-def fast_password_hashing(monkeypatch: pytest.MonkeyPatch) -> None:
-    """argon2id at its RFC 9106 cost takes ~0.3 s per hash or sign-in; these tests are not about that,
-    so the test user's hash (made in the fixture) uses minimal argon2id parameters, which verification
-    reads from the hash itself."""
-    monkeypatch.setattr(passwords, "_hasher", PasswordHasher(time_cost=1, memory_cost=1024, parallelism=1))
+from tests.authorization_server.conftest import AuthServer
+from tests.support.oauth_client import REDIRECT_URI, VERIFIER
 
 
 def assert_oauth_error(response: httpx2.Response, status: int, error: str, description: str) -> None:

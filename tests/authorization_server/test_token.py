@@ -9,25 +9,14 @@ from typing import Any
 
 import httpx2
 import jwt
-import pytest
 import sqlalchemy as sa
-from argon2 import PasswordHasher
 from jwt import PyJWKSet
 
-from epicme.authorization_server import passwords
 from epicme.authorization_server.issuance import _is_current
 from epicme.storage import schema
-from tests.authorization_server.conftest import REDIRECT_URI, USER_EMAIL, USER_PASSWORD, VERIFIER, AuthServer
+from tests.authorization_server.conftest import USER_EMAIL, USER_PASSWORD, AuthServer
 from tests.support.clock import FakeClock
-
-
-@pytest.fixture(autouse=True)
-def fast_password_hashing(monkeypatch: pytest.MonkeyPatch) -> None:
-    """argon2id at its RFC 9106 cost takes ~0.3 s per hash or sign-in; these tests are not about that,
-    so the test user's hash (made in the fixture) uses minimal argon2id parameters, which verification
-    reads from the hash itself."""
-    monkeypatch.setattr(passwords, "_hasher", PasswordHasher(time_cost=1, memory_cost=1024, parallelism=1))
-
+from tests.support.oauth_client import REDIRECT_URI, VERIFIER
 
 WWW_AUTHENTICATE = 'Basic realm="EpicMe"'
 

@@ -11,6 +11,7 @@ from __future__ import annotations
 import json
 
 import httpx2
+import pytest
 from starlette.applications import Starlette
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
@@ -105,6 +106,7 @@ class PlayedUser:
         assert landed.status_code == 200
 
 
+@pytest.mark.slow  # a whole sign-in, consent and token exchange
 async def test_login_end_to_end(epicme: System) -> None:
     user = PlayedUser(epicme.auth_server.url)
     bearer_destinations: list[str] = []
@@ -144,6 +146,7 @@ async def test_login_end_to_end(epicme: System) -> None:
     assert tokens[0] not in dumped and tokens[0][-20:] not in dumped
 
 
+@pytest.mark.slow  # a whole sign-in, consent and token exchange
 async def test_login_with_a_client_id_metadata_document(sqlite_db: Database) -> None:
     """`--client-id` naming a client ID metadata document the test hosts (on loopback, which EpicMe
     accepts only with `cimd_allow_private_addresses`)."""
@@ -174,6 +177,7 @@ async def test_login_with_a_client_id_metadata_document(sqlite_db: Database) -> 
     assert redirect_params(user.authorization_urls[0])["client_id"] == client_id
 
 
+@pytest.mark.slow  # a whole sign-in, consent and token exchange
 async def test_login_refused_by_the_user(epicme: System) -> None:
     user = PlayedUser(epicme.auth_server.url, decision="deny")
     report = await run_doctor(DoctorOptions(epicme.mcp_url, login=True, login_timeout=30), open_browser=user)
@@ -191,6 +195,7 @@ async def test_login_refused_by_the_user(epicme: System) -> None:
     assert report.exit_code == 1
 
 
+@pytest.mark.slow  # a whole sign-in, consent and token exchange
 async def test_login_gives_up_when_nobody_signs_in(epicme: System) -> None:
     seen: list[str] = []
 

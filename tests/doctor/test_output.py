@@ -143,6 +143,7 @@ def test_cli_parses_the_doctor_command() -> None:
         cli.build_parser().parse_args(["doctor", "https://h/mcp", "--spec", "2024-11-05"])
 
 
+@pytest.mark.slow  # runs `epicme doctor` as a process
 async def test_cli_as_a_subprocess() -> None:
     async with serving_fake(Fake(pkce_methods=["plain"])) as server:
         process = await asyncio.create_subprocess_exec(

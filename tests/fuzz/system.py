@@ -15,37 +15,30 @@ from __future__ import annotations
 import asyncio
 import threading
 from collections.abc import Coroutine
-from contextlib import AsyncExitStack
+from contextlib import AsyncExitStack, ExitStack
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, TypeVar
 
 import httpx2
-from argon2 import PasswordHasher
 
-from epicme.authorization_server import passwords
-from epicme.authorization_server.passwords import hash_password
 from epicme.authorization_server.sessions import COOKIE_NAME
-from epicme.oauth.pkce import build_challenge
-from epicme.oauth.scopes import ALL_SCOPES
-from epicme.storage import users
 from epicme.storage.database import Database
 from epicme.storage.migrations import migrate
 from tests.e2e.conftest import running_system
-from tests.support.browser import Browser, hidden_fields, redirect_params
+from tests.support.browser import Browser, hidden_fields
+from tests.support.oauth_client import EVERY_SCOPE, REDIRECT_URI, OAuthTestClient, token_response
+from tests.support.passwords import fast_password_hashing
+from tests.support.people import Person, sign_up
 
 T = TypeVar("T")
 
-USER_EMAIL = "fuzz@example.com"
-USER_PASSWORD = "fuzzing is fun, fuzzing is long"
-REDIRECT_URI = "http://127.0.0.1:9999/callback"
+USER = Person("fuzz@example.com", "fuzzing is fun, fuzzing is long")
+USER_EMAIL, USER_PASSWORD = USER
 # A second, non-loopback redirect URI with a query of its own: redirects must keep it and append.
 HTTPS_REDIRECT_URI = "https://app.example/oauth/cb?tenant=7"
 NATIVE_REDIRECT_URI = "com.example.fuzz:/oauth/cb"
 CONFIDENTIAL_REDIRECT_URI = "https://confidential.example/cb"
-VERIFIER = "f" * 43 + "-verifier._~"
-CHALLENGE = build_challenge(VERIFIER)
-ALL_SCOPE = " ".join(ALL_SCOPES)
 SETUP_TIMEOUT = 60
 
 
@@ -91,6 +84,9 @@ class FuzzSystem:
     access_token: str  # for /mcp only: never handed to /revoke or /token
     session_cookie: str
     csrf_token: str
+    # The client the setup used; fuzzers call only its `authorization_params` (its requests belong
+    # to the background loop).
+    oauth: OAuthTestClient
     registered: dict[str, tuple[str, ...]] = field(default_factory=dict)
     # Expendable credentials for /token, /revoke and /introspect (may get spent or revoked).
     codes: list[str] = field(default_factory=list)
@@ -101,39 +97,7 @@ class FuzzSystem:
     tag_ids: list[int] = field(default_factory=list)
 
     def authorization_params(self, client_id: str | None = None, **overrides: str) -> dict[str, str]:
-        params = {
-            "response_type": "code",
-            "client_id": client_id or self.public_client_id,
-            "redirect_uri": REDIRECT_URI,
-            "code_challenge": CHALLENGE,
-            "code_challenge_method": "S256",
-            "state": "fuzz-state",
-            "scope": ALL_SCOPE,
-            "resource": self.mcp_url,
-        }
-        params.update(overrides)
-        return params
-
-
-async def _fresh_code(http: httpx2.AsyncClient, system: FuzzSystem, **overrides: str) -> str:
-    # Allowed on the consent form itself: a public loopback client is asked every time.
-    response = await http.post(
-        system.as_url + "/authorize",
-        data={**system.authorization_params(**overrides), "decision": "allow", "csrf_token": system.csrf_token},
-        headers={"Cookie": f"{COOKIE_NAME}={system.session_cookie}"},
-    )
-    assert response.status_code == 303, (response.status_code, response.text[:500])
-    params = redirect_params(response.headers["location"])
-    assert "code" in params, response.headers["location"]
-    return params["code"]
-
-
-async def _tokens(http: httpx2.AsyncClient, system: FuzzSystem, code: str, **auth: str) -> dict[str, Any]:
-    data = {"grant_type": "authorization_code", "code": code, "redirect_uri": REDIRECT_URI, "code_verifier": VERIFIER}
-    data.update(auth or {"client_id": system.public_client_id})
-    response = await http.post(system.as_url + "/token", data=data)
-    assert response.status_code == 200, response.text
-    return dict(response.json())
+        return self.oauth.authorization_params(client_id or self.public_client_id, **overrides)
 
 
 async def _mcp(http: httpx2.AsyncClient, system: FuzzSystem, name: str, arguments: dict[str, Any]) -> dict[str, Any]:
@@ -151,12 +115,6 @@ async def _mcp(http: httpx2.AsyncClient, system: FuzzSystem, name: str, argument
     return dict(result["structuredContent"])
 
 
-async def _register(http: httpx2.AsyncClient, as_url: str, body: dict[str, Any]) -> dict[str, Any]:
-    response = await http.post(as_url + "/register", json=body)
-    assert response.status_code == 201, response.text
-    return dict(response.json())
-
-
 class RunningFuzzSystem:
     """Starts the system on `BackgroundLoop`, sets it up through the real flow, stops it."""
 
@@ -165,47 +123,41 @@ class RunningFuzzSystem:
         self._background = BackgroundLoop()
         self._stack = AsyncExitStack()
         self._db: Database | None = None
-        self._saved_hasher = (passwords._hasher, passwords._DUMMY_HASH)
+        self._cheap_hashing = ExitStack()
 
     def start(self) -> FuzzSystem:
-        # argon2 at full cost takes a good part of a second per sign-in attempt; the fuzzers are
-        # not about that, so hashes made and checked here use minimal parameters.
-        cheap = PasswordHasher(time_cost=1, memory_cost=1024, parallelism=1)
-        passwords._hasher = cheap
-        passwords._DUMMY_HASH = cheap.hash("not a real password")
+        # The fuzzers are not about the cost of hashing.
+        self._cheap_hashing.enter_context(fast_password_hashing())
         return self._background.run(self._start())
 
     async def _start(self) -> FuzzSystem:
         self._db = db = Database(f"sqlite:///{self._tmp / 'fuzz.db'}")
         await migrate(db)
-        await users.create_user(db, USER_EMAIL, hash_password(USER_PASSWORD))
+        await sign_up(db, USER)
         running = await self._stack.enter_async_context(running_system(db))
         as_url, rs_url = running.auth_server.url, running.resource_server.url
         http = await self._stack.enter_async_context(httpx2.AsyncClient(timeout=30, follow_redirects=False))
         browser = Browser(as_url)
         self._stack.push_async_callback(browser.aclose)
-
-        public = await _register(
-            http,
+        # Every authorization goes through one browser, signed in at the first: its session is the fuzzers'.
+        oauth = OAuthTestClient(
             as_url,
-            {
-                "redirect_uris": [REDIRECT_URI, HTTPS_REDIRECT_URI, NATIVE_REDIRECT_URI],
-                "token_endpoint_auth_method": "none",
-                "grant_types": ["authorization_code", "refresh_token"],
-                "client_name": "Fuzz public client",
-                "application_type": "native",
-                "scope": ALL_SCOPE,
-            },
+            resource=running.mcp_url,
+            http=http,
+            browser=browser,
+            person=USER,
+            client_name="Fuzz public client",
+            state="fuzz-state",
         )
-        confidential = await _register(
-            http,
-            as_url,
-            {
-                "redirect_uris": [CONFIDENTIAL_REDIRECT_URI],
-                "token_endpoint_auth_method": "client_secret_post",
-                "grant_types": ["authorization_code", "refresh_token"],
-                "client_name": "Fuzz confidential client",
-            },
+
+        public = await oauth.register(
+            redirect_uris=[REDIRECT_URI, HTTPS_REDIRECT_URI, NATIVE_REDIRECT_URI], scope=EVERY_SCOPE
+        )
+        confidential = await oauth.register(
+            redirect_uris=[CONFIDENTIAL_REDIRECT_URI],
+            token_endpoint_auth_method="client_secret_post",
+            client_name="Fuzz confidential client",
+            application_type="web",
         )
         system = FuzzSystem(
             as_url=as_url,
@@ -220,6 +172,7 @@ class RunningFuzzSystem:
             access_token="",
             session_cookie="",
             csrf_token="",
+            oauth=oauth,
         )
         system.registered = {
             system.public_client_id: system.public_redirect_uris,
@@ -227,13 +180,8 @@ class RunningFuzzSystem:
         }
 
         # The real flow once, through the sign-in and consent pages, for every scope.
-        query = system.authorization_params()
-        redirect = await browser.authorize(
-            str(httpx2.URL(as_url + "/authorize", params=query)), USER_EMAIL, USER_PASSWORD
-        )
-        code = redirect_params(redirect)["code"]
+        system.access_token = (await oauth.tokens_for(system.public_client_id))["access_token"]
         system.session_cookie = browser.http.cookies[COOKIE_NAME]
-        system.access_token = (await _tokens(http, system, code))["access_token"]
         # The consent page's CSRF token, so fuzzed consent decisions get past the CSRF check.
         consent = await http.get(
             as_url + "/authorize",
@@ -244,24 +192,19 @@ class RunningFuzzSystem:
 
         # Expendable grants for the token, revocation and introspection fuzzers.
         for _ in range(3):
-            tokens = await _tokens(http, system, await _fresh_code(http, system))
+            tokens = await oauth.tokens_for(system.public_client_id)
             system.access_tokens.append(tokens["access_token"])
             system.refresh_tokens.append(tokens["refresh_token"])
         for _ in range(3):
-            system.codes.append(await _fresh_code(http, system))
-        confidential_query = system.authorization_params(
-            client_id=system.confidential_client_id, redirect_uri=CONFIDENTIAL_REDIRECT_URI, state="c"
-        )
-        redirect = await browser.authorize(
-            str(httpx2.URL(as_url + "/authorize", params=confidential_query)), USER_EMAIL, USER_PASSWORD
-        )
-        confidential_tokens = await _tokens(
-            http,
-            system,
-            redirect_params(redirect)["code"],
-            client_id=system.confidential_client_id,
-            client_secret=system.confidential_secret,
-            redirect_uri=CONFIDENTIAL_REDIRECT_URI,
+            system.codes.append(await oauth.code_for(system.public_client_id))
+        code = await oauth.code_for(system.confidential_client_id, redirect_uri=CONFIDENTIAL_REDIRECT_URI, state="c")
+        confidential_tokens = token_response(
+            await oauth.exchange(
+                system.confidential_client_id,
+                code,
+                client_secret=system.confidential_secret,
+                redirect_uri=CONFIDENTIAL_REDIRECT_URI,
+            )
         )
         system.confidential_tokens += [confidential_tokens["access_token"], confidential_tokens["refresh_token"]]
 
@@ -281,4 +224,4 @@ class RunningFuzzSystem:
                 self._background.run(self._db.close())
         finally:
             self._background.close()
-            passwords._hasher, passwords._DUMMY_HASH = self._saved_hasher
+            self._cheap_hashing.close()

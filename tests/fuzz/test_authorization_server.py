@@ -44,17 +44,14 @@ from tests.fuzz.strategies import (
     usually,
 )
 from tests.fuzz.system import (
-    ALL_SCOPE,
-    CHALLENGE,
     CONFIDENTIAL_REDIRECT_URI,
     HTTPS_REDIRECT_URI,
     NATIVE_REDIRECT_URI,
-    REDIRECT_URI,
     USER_EMAIL,
     USER_PASSWORD,
-    VERIFIER,
     FuzzSystem,
 )
+from tests.support.oauth_client import CHALLENGE, EVERY_SCOPE, REDIRECT_URI, VERIFIER
 
 UNRESERVED = string.ascii_letters + string.digits + "-._~"
 POOL_LIMIT = 40
@@ -73,7 +70,7 @@ CIMD_CLIENT_IDS = (
     "https://127.0.0.1/c#frag",
 )
 SCOPES = (
-    ALL_SCOPE,
+    EVERY_SCOPE,
     "user:read",
     "entries:read entries:write",
     "tags:read offline_access",
@@ -85,7 +82,7 @@ SCOPES = (
     " ",
     "user:*",
 )
-VALID_SCOPES = (ALL_SCOPE, "user:read", "entries:read entries:write", "tags:read offline_access", "tags:write")
+VALID_SCOPES = (EVERY_SCOPE, "user:read", "entries:read entries:write", "tags:read offline_access", "tags:write")
 REDIRECT_MUTATIONS = (
     REDIRECT_URI + "/",
     "http://127.0.0.1:9999/Callback",

@@ -20,9 +20,7 @@
 from __future__ import annotations
 
 import asyncio
-import base64
 import contextlib
-import hashlib
 import json
 import re
 import secrets
@@ -30,14 +28,13 @@ import shlex
 import sys
 import time
 from collections.abc import AsyncIterator, Callable, Sequence
-from contextlib import asynccontextmanager
+from contextlib import aclosing, asynccontextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 from unittest import mock
 from urllib.parse import parse_qs
 
-import httpx2
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from epicme.config import Settings
@@ -45,6 +42,7 @@ from epicme.storage.database import Database
 from tests.e2e import conftest as e2e
 from tests.interop.support import INTEROP_DIR, NODE_MODULES, NodeProcess, strip_ansi
 from tests.support.browser import Browser, form_fields, redirect_params
+from tests.support.oauth_client import OAuthTestClient, token_response
 
 CLIENTS_DIR = INTEROP_DIR / "clients"
 TS_SDK_CLIENT = CLIENTS_DIR / "ts_sdk_client.mjs"
@@ -357,59 +355,25 @@ def read_authorization_log(path: Path) -> list[dict[str, Any]]:
     return [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
 
 
-def _s256(verifier: str) -> str:
-    return base64.urlsafe_b64encode(hashlib.sha256(verifier.encode()).digest()).rstrip(b"=").decode()
-
-
 async def obtain_token(auth_server_url: str, mcp_url: str, user: ScriptedUser, scope: str) -> dict[str, Any]:
     """An access token for `mcp_url` with `scope`, through our own public client: dynamic
     registration, authorization code with PKCE (signed in and consented by `user`), /token."""
-    redirect_uri = "http://127.0.0.1:9/callback"  # registered only; the browser never goes there
-    async with httpx2.AsyncClient(timeout=10) as http:
-        metadata = (await http.get(auth_server_url + "/.well-known/oauth-authorization-server")).json()
-        registered = await http.post(
-            metadata["registration_endpoint"],
-            json={
-                "client_name": "EpicMe interop: token for a bearer header",
-                "redirect_uris": [redirect_uri],
-                "token_endpoint_auth_method": "none",
-                "grant_types": ["authorization_code"],
-                "response_types": ["code"],
-            },
+    async with aclosing(
+        OAuthTestClient(
+            auth_server_url,
+            resource=mcp_url,
+            client_name="EpicMe interop: token for a bearer header",
+            redirect_uri="http://127.0.0.1:9/callback",  # registered only; the browser never goes there
+            scope=scope,
+            state=secrets.token_urlsafe(16),
+            registration={"grant_types": ["authorization_code"], "response_types": ["code"]},
+            resource_at_token=True,
         )
-        assert registered.status_code == 201, registered.text
-        client_id = registered.json()["client_id"]
-        verifier, state = secrets.token_urlsafe(48), secrets.token_urlsafe(16)
-        authorization_url = httpx2.URL(
-            metadata["authorization_endpoint"],
-            params={
-                "response_type": "code",
-                "client_id": client_id,
-                "redirect_uri": redirect_uri,
-                "scope": scope,
-                "state": state,
-                "code_challenge": _s256(verifier),
-                "code_challenge_method": "S256",
-                "resource": mcp_url,
-            },
-        )
-        params = redirect_params(await user.complete(str(authorization_url)))
-        assert params.get("state") == state and "code" in params, params
-        response = await http.post(
-            metadata["token_endpoint"],
-            data={
-                "grant_type": "authorization_code",
-                "code": params["code"],
-                "redirect_uri": redirect_uri,
-                "client_id": client_id,
-                "code_verifier": verifier,
-                "resource": mcp_url,
-            },
-        )
-        assert response.status_code == 200, response.text
-        tokens = response.json()
-        assert isinstance(tokens, dict)
-        return tokens
+    ) as oauth:
+        client_id = (await oauth.register())["client_id"]
+        params = redirect_params(await user.complete(oauth.authorization_url(client_id)))
+        assert params.get("state") == oauth.state and "code" in params, params
+        return token_response(await oauth.exchange(client_id, params["code"]))
 
 
 # -- What the servers saw ------------------------------------------------------------------------------

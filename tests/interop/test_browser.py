@@ -19,13 +19,12 @@ missing the tests skip with the reason; under CI (`CI=true`) they fail instead.
 from __future__ import annotations
 
 import asyncio
-import base64
-import hashlib
 import json
 import re
 import secrets
 import time
 from collections.abc import AsyncIterator, Callable
+from contextlib import aclosing
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -41,8 +40,7 @@ from epicme.storage.database import Database
 from tests.e2e.conftest import System, running_system
 from tests.interop.browser_pages import PageSite
 from tests.interop.chromium import Preflight, PreflightLog, chromium
-from tests.support.browser import Browser as ScriptedBrowser
-from tests.support.browser import redirect_params
+from tests.support.oauth_client import OAuthTestClient
 from tests.support.people import ALICE, sign_up
 from tests.support.servers import LiveServer, serving
 
@@ -123,74 +121,24 @@ async def new_context(browser: Browser) -> BrowserContext:
 # -- OAuth helpers (the client's side, in Python) -----------------------------------------------
 
 
-def pkce_pair() -> tuple[str, str]:
-    """A verifier and its S256 challenge (RFC 7636 §4.2), computed here, not by EpicMe's code."""
-    verifier = secrets.token_urlsafe(48)
-    digest = hashlib.sha256(verifier.encode("ascii")).digest()
-    return verifier, base64.urlsafe_b64encode(digest).rstrip(b"=").decode("ascii")
-
-
-async def register_client(http: httpx2.AsyncClient, redirect_uri: str) -> str:
-    response = await http.post(
-        "/register",
-        json={
-            "redirect_uris": [redirect_uri],
-            "token_endpoint_auth_method": "none",
-            "grant_types": ["authorization_code", "refresh_token"],
-            "response_types": ["code"],
-            "client_name": CLIENT_NAME,
-            "application_type": "native",
-        },
-    )
-    assert response.status_code == 201, response.text
-    return str(response.json()["client_id"])
-
-
-def authorization_url(system: System, client_id: str, redirect_uri: str, challenge: str, state: str, scope: str) -> str:
-    params = {
-        "response_type": "code",
-        "client_id": client_id,
-        "redirect_uri": redirect_uri,
-        "code_challenge": challenge,
-        "code_challenge_method": "S256",
-        "state": state,
-        "scope": scope,
-        "resource": system.mcp_url,
-    }
-    return str(httpx2.URL(system.auth_server.url + "/authorize", params=params))
-
-
-async def exchange_code(
-    http: httpx2.AsyncClient, system: System, client_id: str, redirect_uri: str, code: str, verifier: str
-) -> httpx2.Response:
-    return await http.post(
-        "/token",
-        data={
-            "grant_type": "authorization_code",
-            "code": code,
-            "redirect_uri": redirect_uri,
-            "code_verifier": verifier,
-            "client_id": client_id,
-            "resource": system.mcp_url,
-        },
+def oauth_client(system: System, redirect_uri: str) -> OAuthTestClient:
+    """The test page's client, registered for `redirect_uri`; it signs in as ALICE."""
+    return OAuthTestClient(
+        system.auth_server.url,
+        resource=system.mcp_url,
+        client_name=CLIENT_NAME,
+        redirect_uri=redirect_uri,
+        scope="user:read",
+        registration={"response_types": ["code"]},
+        resource_at_token=True,
     )
 
 
 async def access_token(system: System, redirect_uri: str) -> str:
     """A token for `/mcp`, obtained over HTTP by the scripted user agent (not the browser)."""
-    async with httpx2.AsyncClient(base_url=system.auth_server.url, timeout=10) as http:
-        client_id = await register_client(http, redirect_uri)
-        verifier, challenge = pkce_pair()
-        url = authorization_url(system, client_id, redirect_uri, challenge, "token-state", "user:read")
-        agent = ScriptedBrowser(system.auth_server.url)
-        try:
-            redirect = await agent.authorize(url, USER_EMAIL, USER_PASSWORD)
-        finally:
-            await agent.aclose()
-        code = redirect_params(redirect)["code"]
-        response = await exchange_code(http, system, client_id, redirect_uri, code, verifier)
-        assert response.status_code == 200, response.text
-        return str(response.json()["access_token"])
+    async with aclosing(oauth_client(system, redirect_uri)) as oauth:
+        client_id = (await oauth.register())["client_id"]
+        return str((await oauth.tokens_for(client_id, state="token-state"))["access_token"])
 
 
 # -- What the browser did -----------------------------------------------------------------------
@@ -410,17 +358,16 @@ def screenshot_path(name: str) -> Path:
 async def test_a_person_signs_in_and_allows_in_the_browser(browser: Browser, pages: Pages, system: System) -> None:
     issuer = system.settings.issuer
     state = secrets.token_urlsafe(16)
-    verifier, challenge = pkce_pair()
     scope = "user:read entries:read entries:write"
-    async with httpx2.AsyncClient(base_url=system.auth_server.url, timeout=10) as http:
-        client_id = await register_client(http, pages.callback)
+    async with aclosing(oauth_client(system, pages.callback)) as oauth:
+        client_id = (await oauth.register())["client_id"]
         context = await new_context(browser)
         try:
             page = await context.new_page()
             recorder = Recorder()
             await recorder.attach(page)
 
-            await page.goto(authorization_url(system, client_id, pages.callback, challenge, state, scope))
+            await page.goto(oauth.authorization_url(client_id, state=state, scope=scope))
             # Not signed in: sent to our sign-in page.
             assert urlsplit(page.url).path == "/login", page.url
             await expect(page).to_have_title("Sign in · EpicMe")
@@ -469,26 +416,25 @@ async def test_a_person_signs_in_and_allows_in_the_browser(browser: Browser, pag
         assert landed["code"]
 
         # The code is good: the token endpoint takes it, once, with the verifier.
-        response = await exchange_code(http, system, client_id, pages.callback, landed["code"], verifier)
+        response = await oauth.exchange(client_id, landed["code"])
         assert response.status_code == 200, response.text
         tokens = response.json()
         assert tokens["token_type"].lower() == "bearer"
         assert tokens["access_token"]
         # What the person left ticked, which the token response names (RFC 6749 §3.3).
         assert tokens["scope"] == "user:read entries:read", tokens
-        replay = await exchange_code(http, system, client_id, pages.callback, landed["code"], verifier)
+        replay = await oauth.exchange(client_id, landed["code"])
         assert replay.status_code == 400, replay.text
 
 
 async def test_an_unregistered_redirect_uri_gets_our_error_page(browser: Browser, pages: Pages, system: System) -> None:
-    _, challenge = pkce_pair()
-    async with httpx2.AsyncClient(base_url=system.auth_server.url, timeout=10) as http:
-        client_id = await register_client(http, pages.callback)
+    async with aclosing(oauth_client(system, pages.callback)) as oauth:
+        client_id = (await oauth.register())["client_id"]
     stranger = pages.origin + "/somewhere-else"
     context = await new_context(browser)
     try:
         page = await context.new_page()
-        response = await page.goto(authorization_url(system, client_id, stranger, challenge, "st", "user:read"))
+        response = await page.goto(oauth.authorization_url(client_id, redirect_uri=stranger, state="st"))
         assert response is not None and response.status == 400, response
         # Never sent to the unregistered address: the person is told on our own page.
         assert page.url.startswith(system.auth_server.url + "/authorize?"), page.url

@@ -24,11 +24,10 @@ from typing import Any
 
 import httpx2
 
-from epicme.authorization_server.passwords import hash_password
-from epicme.storage import users
 from epicme.storage.database import Database
-from tests.authorization_server.conftest import USER_EMAIL, USER_PASSWORD, start_auth_server
+from tests.authorization_server.conftest import USER, USER_EMAIL, USER_PASSWORD, start_auth_server
 from tests.interop.support import NodeProcess, ensure_node_modules, package_bin
+from tests.support.people import sign_up
 from tests.support.servers import free_port
 
 SCENARIOS = ("authorization-server-metadata-endpoint", "authorization-code-grant")
@@ -71,7 +70,7 @@ def _describe(check: dict[str, Any]) -> str:
 async def test_authorization_server_passes_the_mcp_conformance_suite(sqlite_db: Database, tmp_path: Path) -> None:
     ensure_node_modules()
     conformance = package_bin("conformance")
-    await users.create_user(sqlite_db, USER_EMAIL, hash_password(USER_PASSWORD))
+    await sign_up(sqlite_db, USER)
     auth = await start_auth_server(sqlite_db)
     callback_port = free_port()
     callback_uri = f"http://127.0.0.1:{callback_port}/callback"
@@ -108,10 +107,7 @@ async def test_authorization_server_passes_the_mcp_conformance_suite(sqlite_db: 
             exit_code = await suite.wait(SUITE_TIMEOUT - (time.monotonic() - started))
         transcript = suite.transcript
     finally:
-        await auth.http.aclose()
-        await auth.browser.aclose()
-        await auth.server.stop()
-        await auth.ctx.clients.aclose()
+        await auth.aclose()
 
     results = _read_checks(output_dir)
     checks = [check for scenario_checks in results.values() for check in scenario_checks]

@@ -13,6 +13,11 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
+# Each case starts a Python interpreter of its own.
+pytestmark = pytest.mark.slow
+
 SCRIPT = r"""
 import asyncio, json, sys
 from opentelemetry import trace

@@ -55,6 +55,7 @@ async def test_oversized_body_is_413_once_the_caller_is_known(start_rs: StartRes
     response = await server.post_mcp(b"x" * 2048, server.token())
     assert response.status_code == 413
     assert response.json() == {"error": "invalid_request", "error_description": "Request body exceeds 1024 bytes."}
+
     async def chunks() -> AsyncIterator[bytes]:
         for _ in range(2):
             yield b"x" * 1000

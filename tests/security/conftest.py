@@ -11,48 +11,38 @@ from __future__ import annotations
 import asyncio
 import json
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Iterator
 from contextlib import asynccontextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 import httpx2
 import jwt
 import pytest
-from argon2 import PasswordHasher
 
 from epicme.app import build_mcp_server
-from epicme.authorization_server import passwords
 from epicme.authorization_server.app import build_authorization_app, build_context
 from epicme.authorization_server.client_metadata import ClientMetadataFetcher
 from epicme.authorization_server.context import ServerContext
 from epicme.config import Settings
-from epicme.oauth.pkce import build_challenge
-from epicme.oauth.scopes import ALL_SCOPES
 from epicme.storage import users
 from epicme.storage.database import Database
-from tests.support.browser import Browser, redirect_params
+from tests.support.browser import redirect_params
+from tests.support.oauth_client import EVERY_SCOPE, REDIRECT_URI, STATE, OAuthTestClient
+from tests.support.passwords import FAST_HASHER, fast_password_hashing
 from tests.support.people import ALICE, BOB, Person
 from tests.support.servers import LiveServer, free_port
 
-CALLBACK = "http://127.0.0.1:9999/callback"
-VERIFIER = "attack-suite-verifier-" + "v" * 30
-CHALLENGE = build_challenge(VERIFIER)
-STATE = "st-123"
-EVERY_SCOPE = " ".join(ALL_SCOPES)
 BASELINE = "user:read entries:read entries:write tags:read tags:write"
 # Streamable HTTP: a POST must accept both JSON and an event stream.
 MCP_HEADERS = {"content-type": "application/json", "accept": "application/json, text/event-stream"}
-_FAST_HASHER = PasswordHasher(time_cost=1, memory_cost=1024, parallelism=1)
 
 
 @pytest.fixture(autouse=True)
-def fast_password_hashing(monkeypatch: pytest.MonkeyPatch) -> None:
-    """argon2id at its RFC 9106 cost takes ~0.3 s per sign-in, and the brute-force tests sign in dozens
-    of times; verification reads the cost from each hash, so cheap hashes (the users' and the dummy
-    one checked for unknown e-mails) keep the suite fast without changing any logic."""
-    monkeypatch.setattr(passwords, "_hasher", _FAST_HASHER)
-    monkeypatch.setattr(passwords, "_DUMMY_HASH", _FAST_HASHER.hash("not a real password"))
+def cheap_password_hashes() -> Iterator[None]:
+    """The brute-force tests sign in dozens of times; none of these tests is about the cost of hashing."""
+    with fast_password_hashing():
+        yield
 
 
 @dataclass
@@ -64,6 +54,13 @@ class Deployment:
     resource_server: LiveServer
     http: httpx2.AsyncClient
     user_ids: dict[str, str]
+    oauth: OAuthTestClient = field(init=False)
+
+    def __post_init__(self) -> None:
+        # No browser of its own: each authorization gets a fresh one, so ALICE's session never serves BOB.
+        self.oauth = OAuthTestClient(
+            self.as_url, resource=self.mcp_url, http=self.http, client_name="Attack Suite Client"
+        )
 
     @property
     def as_url(self) -> str:
@@ -80,73 +77,30 @@ class Deployment:
     # -- The authorization server, as a client uses it ---------------------------------------------------
 
     async def register(self, **metadata: Any) -> str:
-        body = {
-            "redirect_uris": [CALLBACK],
-            "token_endpoint_auth_method": "none",
-            "grant_types": ["authorization_code", "refresh_token"],
-            "client_name": "Attack Suite Client",
-            "application_type": "native",
-            **metadata,
-        }
-        response = await self.http.post(self.as_url + "/register", json=body)
-        assert response.status_code == 201, response.text
-        return str(response.json()["client_id"])
+        return str((await self.oauth.register(**metadata))["client_id"])
 
     def authorization_url(self, client_id: str, /, *, drop: tuple[str, ...] = (), **params: str) -> str:
-        query = {
-            "response_type": "code",
-            "client_id": client_id,
-            "redirect_uri": CALLBACK,
-            "code_challenge": CHALLENGE,
-            "code_challenge_method": "S256",
-            "state": STATE,
-            "scope": EVERY_SCOPE,
-            "resource": self.mcp_url,
-            **params,
-        }
-        for name in drop:
-            query.pop(name, None)
-        return str(httpx2.URL(self.as_url + "/authorize", params=query))
+        return self.oauth.authorization_url(client_id, drop=drop, **params)
 
     async def authorize(self, client_id: str, person: Person = ALICE, *, decision: str = "allow", **params: str) -> str:
         """The person signs in and decides on the consent page; returns where the client is sent."""
-        browser = Browser(self.as_url)
-        try:
-            return await browser.authorize(
-                self.authorization_url(client_id, **params), person.email, person.password, decision=decision
-            )
-        finally:
-            await browser.aclose()
+        return await self.oauth.authorize(client_id, person, decision=decision, **params)
 
     async def code_for(self, client_id: str, person: Person = ALICE, **params: str) -> str:
-        target = await self.authorize(client_id, person, **params)
-        query = redirect_params(target)
-        assert "code" in query, target
-        return query["code"]
+        return await self.oauth.code_for(client_id, person, **params)
 
     async def exchange(self, client_id: str, code: str, **extra: str) -> httpx2.Response:
-        data = {
-            "grant_type": "authorization_code",
-            "code": code,
-            "redirect_uri": CALLBACK,
-            "code_verifier": VERIFIER,
-            "client_id": client_id,
-            **extra,
-        }
-        return await self.http.post(self.as_url + "/token", data=data)
+        return await self.oauth.exchange(client_id, code, **extra)
 
     async def refresh(self, client_id: str, refresh_token: str, **extra: str) -> httpx2.Response:
-        data = {"grant_type": "refresh_token", "refresh_token": refresh_token, "client_id": client_id, **extra}
-        return await self.http.post(self.as_url + "/token", data=data)
+        return await self.oauth.refresh(client_id, refresh_token, **extra)
 
     async def tokens_for(
         self, person: Person = ALICE, scope: str = EVERY_SCOPE, client_id: str | None = None
     ) -> dict[str, Any]:
         """A token response for `person`, through the real sign-in, consent and code exchange."""
         client_id = client_id or await self.register()
-        response = await self.exchange(client_id, await self.code_for(client_id, person, scope=scope))
-        assert response.status_code == 200, response.text
-        return {**response.json(), "client_id": client_id}
+        return {**await self.oauth.tokens_for(client_id, person, scope=scope), "client_id": client_id}
 
     async def access_token(self, person: Person = ALICE, scope: str = EVERY_SCOPE) -> str:
         return str((await self.tokens_for(person, scope))["access_token"])
@@ -204,7 +158,7 @@ def tool_error(result: dict[str, Any]) -> str:
 async def add_people(db: Database) -> dict[str, str]:
     ids = {}
     for person in (ALICE, BOB):
-        ids[person.email] = (await users.create_user(db, person.email, _FAST_HASHER.hash(person.password))).id
+        ids[person.email] = (await users.create_user(db, person.email, FAST_HASHER.hash(person.password))).id
     return ids
 
 
@@ -327,7 +281,7 @@ def assert_error_redirect(system: Deployment, response: httpx2.Response, error: 
     """RFC 6749 §4.1.2.1 and RFC 9207 §2: to the registered redirect URI, with state and iss."""
     assert response.status_code == 303, response.text[:500]
     location = response.headers["location"]
-    assert location.startswith(CALLBACK + "?"), location
+    assert location.startswith(REDIRECT_URI + "?"), location
     assert redirect_params(location) == {
         "error": error,
         "error_description": description,

@@ -8,14 +8,13 @@ import sqlalchemy as sa
 
 from epicme.storage import schema
 from tests.security.conftest import (
-    CALLBACK,
-    CHALLENGE,
     Deployment,
     assert_error_redirect,
     assert_invalid_token,
     assert_oauth_error,
 )
 from tests.support.browser import redirect_params
+from tests.support.oauth_client import CHALLENGE, REDIRECT_URI
 
 WHOAMI = {"jsonrpc": "2.0", "id": 1, "method": "tools/call", "params": {"name": "whoami", "arguments": {}}}
 REPLAYED = "The authorization code was already used; tokens issued from it are revoked."
@@ -59,7 +58,7 @@ async def test_redirect_uri_mismatch_is_refused(system: Deployment) -> None:
     error page and no redirect; at /token, one that differs from the authorization request's (even a
     loopback port variant that /authorize itself would accept) is invalid_grant."""
     client_id = await system.register()
-    for uri in ("https://evil.example/callback", CALLBACK + "/", CALLBACK.replace("127.0.0.1", "localhost")):
+    for uri in ("https://evil.example/callback", REDIRECT_URI + "/", REDIRECT_URI.replace("127.0.0.1", "localhost")):
         page = await system.http.get(system.authorization_url(client_id, redirect_uri=uri))
         assert page.status_code == 400
         assert "location" not in page.headers
@@ -86,7 +85,7 @@ async def test_pkce_missing_is_refused(system: Deployment) -> None:
     code = await system.code_for(client_id)
     no_verifier = await system.http.post(
         system.as_url + "/token",
-        data={"grant_type": "authorization_code", "code": code, "redirect_uri": CALLBACK, "client_id": client_id},
+        data={"grant_type": "authorization_code", "code": code, "redirect_uri": REDIRECT_URI, "client_id": client_id},
     )
     assert_oauth_error(no_verifier, 400, "invalid_request", "'code_verifier' is required.")
 
@@ -134,7 +133,7 @@ async def test_state_is_echoed_unmodified(system: Deployment) -> None:
     client_id = await system.register()
     allowed = await system.authorize(client_id, state=state, scope="user:read")
     params = redirect_params(allowed)
-    assert allowed.startswith(CALLBACK + "?")
+    assert allowed.startswith(REDIRECT_URI + "?")
     assert (set(params), params["state"], params["iss"]) == ({"code", "state", "iss"}, state, system.as_url)
     denied = await system.authorize(client_id, decision="deny", state=state, scope="user:read tags:read")
     assert redirect_params(denied) == {

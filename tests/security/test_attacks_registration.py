@@ -25,9 +25,10 @@ from epicme.authorization_server import client_metadata
 from epicme.authorization_server.client_metadata import ClientMetadataFetcher
 from epicme.storage import schema
 from epicme.storage.database import Database
-from tests.security.conftest import ALICE, CALLBACK, Deployment, deployment
+from tests.security.conftest import ALICE, Deployment, deployment
 from tests.security.documents import Answer, DocumentHost, document
 from tests.support.browser import Browser, hidden_fields
+from tests.support.oauth_client import REDIRECT_URI
 
 NATIVE = {"token_endpoint_auth_method": "none", "application_type": "native"}
 FORM_HEADERS = {"content-type": "application/x-www-form-urlencoded"}
@@ -173,7 +174,7 @@ async def test_http_non_loopback_redirect_uri_is_refused(system: Deployment) -> 
 
 async def test_redirect_uri_with_fragment_is_refused(system: Deployment) -> None:
     """RFC 6749 §3.1.2: the redirection endpoint URI MUST NOT include a fragment."""
-    for uri in ("https://app.example/callback#x", "https://app.example/callback#", CALLBACK + "#/steal"):
+    for uri in ("https://app.example/callback#x", "https://app.example/callback#", REDIRECT_URI + "#/steal"):
         await refused_registration(system, uri, "Redirect URI must not contain a fragment.")
 
 

@@ -14,32 +14,26 @@ import signal
 import sys
 import time
 from collections.abc import Mapping, Sequence
+from contextlib import aclosing
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import httpx2
 
-from epicme.authorization_server.passwords import hash_password
-from epicme.oauth.pkce import build_challenge
-from epicme.oauth.scopes import ALL_SCOPES
-from epicme.storage import users
 from epicme.storage.database import Database
 from epicme.storage.migrations import migrate
-from tests.support.browser import Browser, redirect_params
+from tests.support.browser import Browser
+from tests.support.oauth_client import EVERY_SCOPE, OAuthTestClient
+from tests.support.people import Person, sign_up
 from tests.support.servers import free_port
 
-REDIRECT_URI = "http://127.0.0.1:9999/callback"
-VERIFIER = "p" * 43 + "-process-tests._~"
-ALL_SCOPE = " ".join(ALL_SCOPES)
 MCP_HEADERS = {"Accept": "application/json, text/event-stream", "Content-Type": "application/json"}
 READY_TIMEOUT = 40.0
 
 
-@dataclass(frozen=True)
-class Account:
-    email: str
-    password: str
+# Whom the process tests sign in as.
+Account = Person
 
 
 class ServeProcess:
@@ -239,52 +233,21 @@ async def stop_all(*processes: ServeProcess) -> None:
 async def issue_tokens(as_url: str, mcp_url: str, account: Account, count: int) -> list[dict[str, Any]]:
     """`count` token responses for `account`, every scope, each from its own authorization: one
     registered public client, one sign-in (the session cookie is kept), then consent and /token."""
-    async with httpx2.AsyncClient(base_url=as_url, timeout=30) as http:
-        registered = await http.post(
-            "/register",
-            json={
-                "redirect_uris": [REDIRECT_URI],
-                "token_endpoint_auth_method": "none",
-                "grant_types": ["authorization_code", "refresh_token"],
-                "client_name": "Process test client",
-                "application_type": "native",
-                "scope": ALL_SCOPE,
-            },
-        )
-        assert registered.status_code == 201, registered.text
-        client_id = registered.json()["client_id"]
-        browser = Browser(as_url)
-        try:
-            tokens = []
-            for i in range(count):
-                query = {
-                    "response_type": "code",
-                    "client_id": client_id,
-                    "redirect_uri": REDIRECT_URI,
-                    "code_challenge": build_challenge(VERIFIER),
-                    "code_challenge_method": "S256",
-                    "state": f"s{i}",
-                    "scope": ALL_SCOPE,
-                    "resource": mcp_url,
-                }
-                url = str(httpx2.URL(as_url + "/authorize", params=query))
-                redirect = await browser.authorize(url, account.email, account.password)
-                code = redirect_params(redirect)["code"]
-                response = await http.post(
-                    "/token",
-                    data={
-                        "grant_type": "authorization_code",
-                        "code": code,
-                        "redirect_uri": REDIRECT_URI,
-                        "code_verifier": VERIFIER,
-                        "client_id": client_id,
-                    },
-                )
-                assert response.status_code == 200, response.text
-                tokens.append(dict(response.json()) | {"client_id": client_id})
-            return tokens
-        finally:
-            await browser.aclose()
+    async with (
+        aclosing(Browser(as_url)) as browser,
+        aclosing(
+            OAuthTestClient(
+                as_url,
+                resource=mcp_url,
+                browser=browser,
+                person=account,
+                client_name="Process test client",
+                registration={"scope": EVERY_SCOPE},
+            )
+        ) as oauth,
+    ):
+        client_id = (await oauth.register())["client_id"]
+        return [await oauth.tokens_for(client_id, state=f"s{i}") | {"client_id": client_id} for i in range(count)]
 
 
 def tool_call_body(name: str, arguments: Mapping[str, Any], request_id: int = 1) -> dict[str, Any]:
@@ -345,7 +308,7 @@ async def create_accounts(database_url: str, accounts: Sequence[Account]) -> dic
         await migrate(db)
         ids = {}
         for account in accounts:
-            ids[account.email] = (await users.create_user(db, account.email, hash_password(account.password))).id
+            ids[account.email] = await sign_up(db, account)
     finally:
         await db.close()
     return ids
