@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Iterator
 
 import pytest
 
@@ -53,7 +54,7 @@ async def test_a_caller_that_leaves_does_not_cancel_the_load_for_the_others() ->
 
 async def test_a_failure_is_shared_but_not_remembered() -> None:
     flights: SingleFlight[str, int] = SingleFlight()
-    outcomes = iter([ValueError("down"), 7])
+    outcomes: Iterator[ValueError | int] = iter([ValueError("down"), 7])
 
     async def load() -> int:
         await asyncio.sleep(0)

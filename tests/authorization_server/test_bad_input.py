@@ -417,7 +417,7 @@ async def test_non_ascii_basic_authorization_header_is_401_rfc7617_s2(sqlite_aut
     for path in ("/token", "/revoke", "/introspect"):
         for value in ("Basic \u00e9t\u00e9".encode(), b"Basic \xff\xfe", b"Basic YWJj\xc2\xa0"):
             response = await sqlite_auth_server.http.post(
-                path, data={"grant_type": "refresh_token", "token": "t"}, headers={"Authorization": value}
+                path, data={"grant_type": "refresh_token", "token": "t"}, headers={b"Authorization": value}
             )
             assert_clean(response, 401)
             assert response.json() == {

@@ -4,6 +4,7 @@ grant is asked only about what is new, the approval adding to the same grant."""
 from __future__ import annotations
 
 import re
+from typing import Any
 
 import httpx2
 from sqlalchemy import select
@@ -36,7 +37,9 @@ async def _grants(server: AuthServer) -> list[tuple[str, str, int | None]]:
     return [(row.id, row.scope, row.revoked_at) for row in rows]
 
 
-async def _tokens(server: AuthServer, client_id: str, *, scope: str = ALL, untick: tuple[str, ...] = ()) -> dict:
+async def _tokens(
+    server: AuthServer, client_id: str, *, scope: str = ALL, untick: tuple[str, ...] = ()
+) -> dict[str, Any]:
     redirect = await server.browser.authorize(
         server.authorization_url(client_id, scope=scope), USER_EMAIL, USER_PASSWORD, untick=untick
     )

@@ -9,7 +9,8 @@ import pytest
 from epicme.authorization_server.passwords import hash_password
 from epicme.storage import users
 from epicme.storage.database import Database
-from tests.e2e.conftest import ALICE, System, running_system
+from tests.e2e.conftest import System, running_system
+from tests.support.people import ALICE
 
 
 @pytest.fixture

@@ -22,8 +22,9 @@ from epicme.doctor import DoctorOptions, run_doctor
 from epicme.doctor.login import jwt_claims
 from epicme.storage import users
 from epicme.storage.database import Database
-from tests.e2e.conftest import ALICE, System, running_system
+from tests.e2e.conftest import System, running_system
 from tests.support.browser import Browser, redirect_params
+from tests.support.people import ALICE
 from tests.support.servers import free_port, serving
 
 from .support import doctor, statuses

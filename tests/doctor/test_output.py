@@ -8,6 +8,7 @@ import json
 import os
 import re
 import sys
+from typing import TypedDict, Unpack
 
 import pytest
 
@@ -104,7 +105,15 @@ def test_coloured_report() -> None:
     assert "1 MUST failed: prm.found" in text
 
 
-async def _main_in_thread(*args: str, **kwargs: object) -> tuple[int, str, str]:
+class MainOptions(TypedDict, total=False):
+    """The options of `doctor.main` these tests pass."""
+
+    origin: str
+    spec: str
+    json_output: bool
+
+
+async def _main_in_thread(*args: str, **kwargs: Unpack[MainOptions]) -> tuple[int, str, str]:
     out, err = io.StringIO(), io.StringIO()
     code = await asyncio.to_thread(doctor.main, *args, stdout=out, stderr=err, **kwargs)
     return code, out.getvalue(), err.getvalue()

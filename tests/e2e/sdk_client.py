@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from collections.abc import AsyncIterator, Sequence
 from contextlib import asynccontextmanager
+from typing import Protocol
 
 import httpx2
 from mcp import Client
@@ -34,6 +35,15 @@ class MemoryStorage:
 
     async def set_client_info(self, client_info: OAuthClientInformationFull) -> None:
         self.client_info = client_info
+
+
+class AuthorizingUser(Protocol):
+    """Whoever plays the user's part for `connect`: opens the authorization URL, hands back the code
+    (`ScriptedUser` on EpicMe's pages; tests/interop/oidc_driver.py's `OidcUser` on oidc-provider's)."""
+
+    async def open(self, authorization_url: str) -> None: ...
+
+    async def callback(self) -> AuthorizationCodeResult: ...
 
 
 class ScriptedUser:
@@ -68,7 +78,7 @@ async def confirm_deletions(context: ClientRequestContext, params: ElicitRequest
 @asynccontextmanager
 async def connect(
     mcp_url: str,
-    user: ScriptedUser,
+    user: AuthorizingUser,
     storage: MemoryStorage | None = None,
     client_name: str = "SDK test client",
     elicitation_callback: ElicitationFnT | None = None,
@@ -76,7 +86,7 @@ async def connect(
     provider = OAuthClientProvider(
         server_url=mcp_url,
         client_metadata=OAuthClientMetadata(
-            redirect_uris=[CALLBACK],  # type: ignore[list-item]
+            redirect_uris=[CALLBACK],
             client_name=client_name,
             token_endpoint_auth_method="none",
             grant_types=["authorization_code", "refresh_token"],

@@ -4,6 +4,8 @@ refuse, every answer (a 404 included) is readable, and the pages that use cookie
 
 from __future__ import annotations
 
+from collections.abc import AsyncIterator
+
 import httpx2
 import pytest
 
@@ -21,7 +23,7 @@ def _allowed_headers(response: httpx2.Response) -> set[str]:
 
 
 @pytest.fixture
-async def urls(sqlite_db: Database) -> dict[str, list[str]]:
+async def urls(sqlite_db: Database) -> AsyncIterator[dict[str, list[str]]]:
     async with running_system(sqlite_db) as system:
         yield {
             "resource server": [

@@ -16,8 +16,9 @@ import httpx2
 import pytest
 
 from epicme.storage.database import Database
-from tests.e2e.conftest import ALICE, System, running_system
+from tests.e2e.conftest import System, running_system
 from tests.interop.node_clients import ScriptedUser, obtain_token
+from tests.support.people import ALICE
 
 ALL = "user:read entries:read entries:write tags:read tags:write"
 META_KEY = "io.modelcontextprotocol/protocolVersion"

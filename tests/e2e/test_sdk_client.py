@@ -4,15 +4,19 @@ registration → sign-in and consent → token → tools."""
 
 from __future__ import annotations
 
+from typing import Any
+
 import httpx2
 import jwt
 
-from tests.e2e.conftest import ALICE, BOB, System, SystemFactory
+from tests.e2e.conftest import System, SystemFactory
 from tests.e2e.sdk_client import MemoryStorage, ScriptedUser, confirm_deletions, connect
 from tests.support.journal import JOURNAL_TOOLS
+from tests.support.people import ALICE, BOB
 
 
-def _structured(result: object) -> dict[str, object]:
+def _structured(result: object) -> dict[str, Any]:
+    """The tool's structured content: JSON, as the server sent it."""
     structured = getattr(result, "structured_content", None)
     assert isinstance(structured, dict), result
     return structured
@@ -31,7 +35,7 @@ async def test_sdk_client_discovers_authorizes_and_uses_the_journal(system: Syst
         created = _structured(await client.call_tool("create_entry", {"title": "First", "content": "Hello"}))
         tag = _structured(await client.call_tool("create_tag", {"name": "firsts"}))
         tagged = _structured(await client.call_tool("add_tag_to_entry", {"entryId": created["id"], "tagId": tag["id"]}))
-        assert [item["name"] for item in tagged["tags"]] == ["firsts"]  # type: ignore[union-attr]
+        assert [item["name"] for item in tagged["tags"]] == ["firsts"]
         deleted = _structured(await client.call_tool("delete_entry", {"id": created["id"]}))
         assert deleted["deleted"] is True, deleted
         listed = _structured(await client.call_tool("list_entries", {}))
@@ -85,7 +89,7 @@ async def test_step_up_from_a_read_only_grant_to_writing(system_factory: SystemF
             )
             assert created["title"] == "Stepped up"
             listed = _structured(await client.call_tool("list_entries", {}))
-            assert [entry["title"] for entry in listed["entries"]] == ["Stepped up"]  # type: ignore[union-attr]
+            assert [entry["title"] for entry in listed["entries"]] == ["Stepped up"]
             assert _structured(await client.call_tool("whoami", {}))["email"] == ALICE[0]
         assert len(user.authorization_urls) == 2
         granted = set(storage.tokens.scope.split()) if storage.tokens and storage.tokens.scope else set()
@@ -117,9 +121,9 @@ async def test_two_users_see_only_their_own_entries(system: System) -> None:
             assert result.is_error, (name, result)
             assert message in result.content[0].text, (name, result.content)  # type: ignore[union-attr]
         bobs = _structured(await client.call_tool("list_entries", {}))
-        assert [item["title"] for item in bobs["entries"]] == ["Bob's"]  # type: ignore[index, union-attr]
+        assert [item["title"] for item in bobs["entries"]] == ["Bob's"]
     async with connect(system.mcp_url, alice) as client:
         still = _structured(await client.call_tool("get_entry", {"id": entry["id"]}))
         assert (still["title"], still["content"]) == ("Alice's", "private")
         tags = _structured(await client.call_tool("list_tags", {}))
-        assert [item["name"] for item in tags["tags"]] == ["alice-only"]  # type: ignore[index, union-attr]
+        assert [item["name"] for item in tags["tags"]] == ["alice-only"]

@@ -86,7 +86,7 @@ async def test_acknowledged_entries_survive_kill_9(database_url: str, tmp_path: 
         await auth_server.start()
         await resource_server.start()
         per_account = CLIENTS // len(ACCOUNTS)
-        writers = []
+        writers: list[Writer] = []
         for account in ACCOUNTS:
             for token in await issue_tokens(deployment.as_url, deployment.mcp_url, account, per_account):
                 writers.append(Writer(len(writers), account.email, token["access_token"]))

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from types import TracebackType
 
-import asyncpg.exceptions as pg
+import asyncpg.exceptions as pg  # type: ignore[import-untyped]  # asyncpg ships no type hints
 import pytest
 from sqlalchemy.dialects.postgresql.asyncpg import AsyncAdapt_asyncpg_dbapi
 from sqlalchemy.exc import DBAPIError
@@ -37,7 +37,8 @@ class _FailingEngine:
 
 def wrapped(error: pg.PostgresError) -> DBAPIError:
     """The error as SQLAlchemy's asyncpg dialect hands it on."""
-    return DBAPIError(None, None, AsyncAdapt_asyncpg_dbapi.Error(error.args[0], error))
+    # SQLAlchemy leaves this constructor unannotated.
+    return DBAPIError(None, None, AsyncAdapt_asyncpg_dbapi.Error(error.args[0], error))  # type: ignore[no-untyped-call]
 
 
 UNAVAILABLE = {

@@ -11,8 +11,9 @@ import json
 import os
 import secrets
 from collections import Counter
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, NoReturn, TypeVar
 
 import httpx2
 from hypothesis import HealthCheck, Phase, seed, settings
@@ -39,8 +40,10 @@ Headers = list[tuple[str, str | bytes]]
 H11_MAX_HEAD = 16 * 1024
 H11_REFUSAL = b"Invalid HTTP request received."
 
+Test = TypeVar("Test", bound=Callable[..., object])
 
-def fuzz_settings(max_examples: int) -> Any:
+
+def fuzz_settings(max_examples: int) -> Callable[[Test], Test]:
     """Settings and seed for one fuzz test (a decorator)."""
     configured = settings(
         max_examples=round(max_examples * SCALE),
@@ -60,7 +63,7 @@ def fuzz_settings(max_examples: int) -> Any:
         ],
     )
 
-    def decorate(test: Any) -> Any:
+    def decorate(test: Test) -> Test:
         return seed(SEED)(configured(test))
 
     return decorate
@@ -117,7 +120,7 @@ class Reply:
             f"--- replay this run with EPICME_FUZZ_SEED={SEED} ---"
         )
 
-    def fail(self, problem: str) -> None:
+    def fail(self, problem: str) -> NoReturn:
         raise AssertionError(f"{problem}{self.describe()}")
 
     def check(self, condition: object, problem: str) -> None:
@@ -152,8 +155,14 @@ class Fuzzer:
         `target` overrides the request line's path and query exactly as given (for invalid
         percent-encoding and the like)."""
         headers = list(headers or [])
+        # Encoded as httpx2 encodes str names and values (ASCII): its types take pairs of one kind
+        # only, not the mix of str and bytes values the fuzzing sends.
+        encoded = [
+            (name.encode("ascii"), value.encode("ascii") if isinstance(value, str) else value)
+            for name, value in headers
+        ]
         extensions = {"target": target.encode("ascii")} if target is not None else {}
-        request = self.http.build_request(method, url, headers=headers, content=content, extensions=extensions)
+        request = self.http.build_request(method, url, headers=encoded, content=content, extensions=extensions)
         self.http.cookies.clear()
         if generated:  # the volume floor counts generated requests only, not fixed regression cases
             COUNTS[label] += 1

@@ -99,7 +99,8 @@ def oauth_error(reply: Reply, vocabulary: Collection[str]) -> dict[str, Any]:
     body = json_object(reply)
     reply.check(body.get("error") in vocabulary, f"error {body.get('error')!r} is not one of {sorted(vocabulary)}")
     description = body.get("error_description")
-    reply.check(isinstance(description, str), "error_description is missing or not a string")
+    if not isinstance(description, str):
+        reply.fail("error_description is missing or not a string")
     reply.check(_description_ok(description), "error_description has characters RFC 6749 5.2 forbids")
     reply.check("error_uri" not in body or isinstance(body["error_uri"], str), "error_uri is not a string")
     if reply.status == 401:
@@ -348,7 +349,8 @@ def mcp_response(reply: Reply, *, sent_id: Any = None) -> None:
             return
         body = json_object(reply)
         description = body.get("error_description")
-        reply.check(isinstance(description, str), "a challenge body without error_description")
+        if not isinstance(description, str):
+            reply.fail("a challenge body without error_description")
         reply.check(_description_ok(description), "error_description has characters RFC 6750 3 forbids")
         if status != 401 or "error" in body:
             reply.check(body.get("error") in BEARER_ERRORS, f"bearer error {body.get('error')!r}")

@@ -244,9 +244,9 @@ def jsonrpc_messages(draw: st.DrawFn, system: FuzzSystem, modern: bool) -> dict[
     message["method"] = method
     params = draw(valid_params(system, method))
     if modern:
-        capabilities = draw(st.sampled_from([{}, {"elicitation": {}}]))
+        capabilities: dict[str, Any] = draw(st.sampled_from([{}, {"elicitation": {}}]))
         params["_meta"] = {ENVELOPE_VERSION: MODERN_VERSION, ENVELOPE_CAPABILITIES: capabilities}
-    if params or draw(st.booleans()):
+    if bool(params) or draw(st.booleans()):  # bool(): else mypy reads draw()'s type from `params`
         message["params"] = params
     _mutate_message(draw, message)
     return message
@@ -311,7 +311,12 @@ def mcp_bodies(draw: st.DrawFn, system: FuzzSystem, modern: bool) -> tuple[Any, 
         return messages, dump_json(messages, draw(json_texts))
     if choice == 2:
         # Near the body limit: a tool call with one huge argument.
-        message = {"jsonrpc": "2.0", "id": 1, "method": "tools/call", "params": {"name": "create_entry"}}
+        message: dict[str, Any] = {
+            "jsonrpc": "2.0",
+            "id": 1,
+            "method": "tools/call",
+            "params": {"name": "create_entry"},
+        }
         message["params"]["arguments"] = {"title": "big", "content": draw(huge_strings())}
         return message, json.dumps(message).encode()
     message = draw(jsonrpc_messages(system, modern))

@@ -37,6 +37,7 @@ from urllib.parse import parse_qs
 
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from epicme.app import build_apps
 from epicme.config import Settings
 from epicme.storage.database import Database
 from tests.e2e import conftest as e2e
@@ -536,10 +537,9 @@ def _jsonrpc_methods(body: bytes, fields: dict[str, Any]) -> str:
 @asynccontextmanager
 async def recorded_system(db: Database, traffic: Traffic, **overrides: Any) -> AsyncIterator[e2e.System]:
     """`running_system` (tests/e2e/conftest.py) with each service's app wrapped by `traffic`."""
-    build = e2e.build_apps
 
     async def build_recorded(settings: Settings, database: Database) -> dict[str, ASGIApp]:
-        apps = await build(settings, database)
+        apps = await build_apps(settings, database)
         return {name: traffic.wrap(name, app) for name, app in apps.items()}
 
     with mock.patch.object(e2e, "build_apps", build_recorded):

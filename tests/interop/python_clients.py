@@ -234,7 +234,9 @@ def _mcp_messages(request: bytes, response: bytes, status: list[int], header: st
     for message in sent if isinstance(sent, list) else [sent]:
         if not isinstance(message, dict) or "method" not in message:
             continue
-        params = message.get("params") if isinstance(message.get("params"), dict) else {}
+        params = message.get("params")
+        if not isinstance(params, dict):
+            params = {}
         note: dict[str, Any] = {"method": message["method"], "status": status[0] if status else None}
         if message["method"] == "tools/call":
             note["tool"] = params.get("name")
@@ -243,7 +245,9 @@ def _mcp_messages(request: bytes, response: bytes, status: list[int], header: st
         if message["method"] in ("initialize", "server/discover"):
             note["protocol_version"] = params.get("protocolVersion")
         # Declared once in `initialize`, or (protocol 2026-07-28) with every request in `_meta`.
-        meta = params.get("_meta") if isinstance(params.get("_meta"), dict) else {}
+        meta = params.get("_meta")
+        if not isinstance(meta, dict):
+            meta = {}
         capabilities = params.get("capabilities", meta.get(_CLIENT_CAPABILITIES))
         if capabilities is not None:
             note["capabilities"] = capabilities

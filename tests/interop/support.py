@@ -26,7 +26,7 @@ import tempfile
 from collections.abc import Callable, Sequence
 from pathlib import Path
 from types import TracebackType
-from typing import NoReturn
+from typing import NoReturn, Self
 
 import pytest
 
@@ -216,7 +216,7 @@ class NodeProcess:
     def transcript(self) -> str:
         return "\n".join(self.lines)
 
-    async def start(self) -> NodeProcess:
+    async def start(self) -> Self:
         self.process = await asyncio.create_subprocess_exec(
             *self.command,
             cwd=self.cwd,
@@ -305,7 +305,7 @@ class NodeProcess:
             with contextlib.suppress(Exception):
                 await asyncio.wait_for(self._reader, grace)
 
-    async def __aenter__(self) -> NodeProcess:
+    async def __aenter__(self) -> Self:
         return await self.start()
 
     async def __aexit__(

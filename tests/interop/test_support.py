@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import shutil
 from pathlib import Path
 
 import pytest
@@ -16,7 +17,7 @@ def test_a_failed_install_is_not_retried(tmp_path: Path, monkeypatch: pytest.Mon
     npm = tmp_path / "npm"
     npm.write_text(f'#!/bin/sh\necho run >> "{calls}"\necho "npm ERR! network unreachable" >&2\nexit 1\n')
     npm.chmod(0o755)
-    monkeypatch.setattr(support.shutil, "which", lambda name: str(npm) if name == "npm" else None)
+    monkeypatch.setattr(shutil, "which", lambda name: str(npm) if name == "npm" else None)
     monkeypatch.setattr(support, "_installed_hash", lambda: None)  # as on a fresh clone
     monkeypatch.setattr(support, "_ready", {})
     monkeypatch.setattr(support, "_failed_installs", {})

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+from typing import TypedDict
 
 import pytest
 import sqlalchemy as sa
@@ -26,6 +27,16 @@ from .conftest import T0
 
 # Characters that would change the meaning of SQL spliced together from strings.
 SQL_NASTY = 'Robert\'); DROP TABLE entries; -- "quoted" 100% _under_ back\\slash `tick` $1 :name ?'
+
+
+class EntryText(TypedDict, total=False):
+    """Some of an entry's text fields, as keyword arguments to create_entry and update_entry."""
+
+    title: str
+    content: str
+    mood: str
+    location: str
+    weather: str
 
 
 async def test_create_and_get_entry_round_trip(journal: JournalService, alice: str) -> None:
@@ -346,9 +357,9 @@ async def test_longest_allowed_strings_are_stored_verbatim(journal: JournalServi
     ],
 )
 async def test_bad_entry_text_is_refused_cleanly(
-    journal: JournalService, alice: str, fields: dict[str, str], message: str
+    journal: JournalService, alice: str, fields: EntryText, message: str
 ) -> None:
-    values = {"title": "ok", "content": "ok"} | fields
+    values: EntryText = {"title": "ok", "content": "ok"} | fields
     with pytest.raises(InvalidInput) as caught:
         await journal.create_entry(alice, **values)
     assert str(caught.value) == message

@@ -309,7 +309,7 @@ async def test_soak(tmp_path: Path) -> None:
         growth = [after - before for before, after in zip(warm["rss_kib"], end["rss_kib"], strict=True)]
         latencies = sorted(figures.latencies)
         requests = figures.sent
-        summary = {
+        summary: dict[str, Any] = {
             "seconds": round(elapsed, 1),
             "clients": CLIENTS,
             "replicas": REPLICAS,

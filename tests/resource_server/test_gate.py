@@ -295,7 +295,10 @@ async def test_request_controlled_scope_cannot_inject_into_www_authenticate(rs: 
 
 @pytest.mark.parametrize("value", [b"Bearer \xff\xfe", "Bearer \u00e9t\u00e9".encode(), "Bearer " + "A" * 20_000])
 async def test_garbage_authorization_is_a_clean_401(rs: ResourceServer, value: str | bytes) -> None:
-    response = await rs.client.post("/mcp", json=PING, headers={"Authorization": value})
+    headers: dict[str, str] | dict[bytes, bytes] = (
+        {"Authorization": value} if isinstance(value, str) else {b"Authorization": value}
+    )
+    response = await rs.client.post("/mcp", json=PING, headers=headers)
     assert response.status_code == 401
     assert response.json()["error"] == "invalid_token"
 

@@ -16,8 +16,9 @@ from epicme.authorization_server.sessions import COOKIE_NAME
 from epicme.authorization_server.throttle import LoginThrottle, ThrottleLimits
 from epicme.storage import schema
 from epicme.storage.database import Database
-from tests.security.conftest import ALICE, BOB, Deployment, Person, deployment
+from tests.security.conftest import Deployment, deployment
 from tests.support.browser import Browser, hidden_fields
+from tests.support.people import ALICE, BOB, Person
 
 CONSENT_FORGED = "This consent form expired or did not come from EpicMe. Return to the app and connect again."
 WRONG_PASSWORD = "That e-mail and password don't match."
@@ -69,12 +70,16 @@ async def consent_page(system: Deployment, browser: Browser, person: Person = AL
     return page
 
 
-async def attempt(system: Deployment, password: str, email: str = ALICE.email, **transport: str) -> httpx2.Response:
+async def attempt(
+    system: Deployment, password: str, email: str = ALICE.email, *, local_address: str | None = None
+) -> httpx2.Response:
     """One sign-in from a fresh browser (its own session), optionally from another local address."""
     user_agent = Browser(system.as_url)
-    if transport:
+    if local_address is not None:
         await user_agent.http.aclose()
-        user_agent.http = httpx2.AsyncClient(transport=httpx2.AsyncHTTPTransport(**transport), timeout=10)
+        user_agent.http = httpx2.AsyncClient(
+            transport=httpx2.AsyncHTTPTransport(local_address=local_address), timeout=10
+        )
     try:
         return await user_agent.sign_in(await user_agent.get("/login"), email, password)
     finally:

@@ -17,7 +17,8 @@ import pytest
 import sqlalchemy as sa
 
 from epicme.storage import schema
-from tests.security.conftest import ALICE, BOB, Deployment, tool_error
+from tests.security.conftest import Deployment, tool_error
+from tests.support.people import ALICE, BOB
 
 # Every SQL metacharacter and the classic injections, for each backend's dialect: quotes of every
 # kind, comments, statement separators, LIKE wildcards, escapes, placeholders of every driver style,
@@ -324,8 +325,8 @@ async def test_very_long_strings_in_every_tool_argument(journals: Journals) -> N
         assert tool_error(await journals.call(bob, tool, **arguments)) == not_found(tool, kind, huge)
     offset = await journals.call(bob, "list_entries", offset=huge)
     assert tool_error(offset) == "Error executing tool list_entries: Offset must be between 0 and 2147483647."
-    limit = tool_error(await journals.call(bob, "list_entries", limit=huge)).split("\n")
-    assert limit[1:3] == [
+    limit_error = tool_error(await journals.call(bob, "list_entries", limit=huge)).split("\n")
+    assert limit_error[1:3] == [
         "limit",
         f"  Input should be less than or equal to 100 [type=less_than_equal, input_value={huge}, input_type=int]",
     ]

@@ -22,13 +22,15 @@ import pytest
 import sqlalchemy as sa
 
 from epicme.authorization_server import client_metadata
+from epicme.authorization_server.address_guard import is_forbidden_address
 from epicme.authorization_server.client_metadata import ClientMetadataFetcher
 from epicme.storage import schema
 from epicme.storage.database import Database
-from tests.security.conftest import ALICE, Deployment, deployment
+from tests.security.conftest import Deployment, deployment
 from tests.security.documents import Answer, DocumentHost, document
 from tests.support.browser import Browser, hidden_fields
 from tests.support.oauth_client import REDIRECT_URI
+from tests.support.people import ALICE
 
 NATIVE = {"token_endpoint_auth_method": "none", "application_type": "native"}
 FORM_HEADERS = {"content-type": "application/x-www-form-urlencoded"}
@@ -130,7 +132,7 @@ async def cimd_system(sqlite_db: Database) -> AsyncIterator[Deployment]:
 def public_loopback(monkeypatch: pytest.MonkeyPatch) -> None:
     """Counts 127.0.0.1 as a public address, so the local document host can play a public web server
     (every other loopback, private or link-local address stays forbidden)."""
-    original = client_metadata.is_forbidden_address
+    original = is_forbidden_address
     monkeypatch.setattr(
         client_metadata, "is_forbidden_address", lambda address: str(address) != "127.0.0.1" and original(address)
     )

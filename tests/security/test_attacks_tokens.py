@@ -15,17 +15,17 @@ import time
 from typing import Any
 
 from cryptography.hazmat.primitives import serialization
+from cryptography.hazmat.primitives.asymmetric import ec
 from jwt.algorithms import ECAlgorithm
 
 from tests.resource_server.fakes import SigningKey
 from tests.security.conftest import (
-    ALICE,
-    BOB,
     Deployment,
     assert_invalid_token,
     assert_no_token,
     tool_error,
 )
+from tests.support.people import ALICE, BOB
 
 WHOAMI = {"jsonrpc": "2.0", "id": 1, "method": "tools/call", "params": {"name": "whoami", "arguments": {}}}
 
@@ -78,6 +78,7 @@ async def test_hs256_signed_with_the_public_key_is_rejected(system: Deployment) 
     jwks = (await system.http.get(system.as_url + "/jwks")).json()
     jwk = next(key for key in jwks["keys"] if key["kid"] == header["kid"])
     public_key = ECAlgorithm.from_jwk(json.dumps(jwk))
+    assert isinstance(public_key, ec.EllipticCurvePublicKey)  # a published key has no private part
     secrets = [
         public_key.public_bytes(serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo),
         public_key.public_bytes(serialization.Encoding.DER, serialization.PublicFormat.SubjectPublicKeyInfo),

@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import socket
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Iterator
 from contextlib import asynccontextmanager
 
 import uvicorn
@@ -36,6 +36,11 @@ class _PromptServer(uvicorn.Server):
         super().__init__(config)
         self.stop_asked = asyncio.Event()
 
+    @contextlib.contextmanager
+    def capture_signals(self) -> Iterator[None]:
+        """Installs no signal handlers: the test runner owns the signals."""
+        yield
+
     async def main_loop(self) -> None:
         counter = 0
         while not await self.on_tick(counter):
@@ -62,8 +67,6 @@ class LiveServer:
             self.app, host="127.0.0.1", port=self.port, log_level="warning", access_log=False, lifespan="on"
         )
         self._server = _PromptServer(config)
-        # The test runner owns the signals.
-        self._server.capture_signals = contextlib.nullcontext  # type: ignore[method-assign]
         self._task = asyncio.create_task(self._serve(self._server))
         while not self._server.started:
             if self._task.done():

@@ -11,7 +11,7 @@ import asyncio
 import json
 import sys
 import traceback
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Coroutine
 from typing import Any
 
 # Calls one tool and returns its structured content.
@@ -29,7 +29,7 @@ async def journey(call: Call, plan: dict[str, Any]) -> dict[str, Any]:
     return me
 
 
-def run(main: Callable[..., Awaitable[dict[str, Any]]], usage: str, *parse: Callable[[str], Any]) -> None:
+def run(main: Callable[..., Coroutine[Any, Any, dict[str, Any]]], usage: str, *parse: Callable[[str], Any]) -> None:
     """`main` with the command line's arguments, each read by its `parse`; prints the outcome."""
     arguments = sys.argv[1:]
     if len(arguments) != len(parse):
