@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import hashlib
 import os
+import signal
 import subprocess
 import sys
 import venv
@@ -45,10 +46,22 @@ def main(argv: list[str]) -> int:
     command = argv[0] if argv else "serve"
     if command == "test":
         ensure_venv("test")
-        return subprocess.call([str(PYTHON), str(ROOT / "scripts" / "check.py"), *argv[1:]], cwd=ROOT)
+        return run_child([str(PYTHON), str(ROOT / "scripts" / "check.py"), *argv[1:]])
     ensure_venv("test" if (VENV / ".install-stamp").exists() and _has_test_extras() else "")
     epicme = BIN / ("epicme.exe" if os.name == "nt" else "epicme")
-    return subprocess.call([str(epicme), *(argv or ["serve"])], cwd=ROOT)
+    return run_child([str(epicme), *(argv or ["serve"])])
+
+
+def run_child(command: list[str]) -> int:
+    """Runs `command` and returns its exit status. Ctrl-C reaches the child too (same terminal), which
+    stops in its own way; this process only waits for it, instead of dying with a traceback."""
+    child = subprocess.Popen(command, cwd=ROOT)
+    previous = signal.signal(signal.SIGINT, signal.SIG_IGN)
+    try:
+        status = child.wait()
+    finally:
+        signal.signal(signal.SIGINT, previous)
+    return 128 - status if status < 0 else status  # killed by a signal: the shell's 128 + N
 
 
 def _has_test_extras() -> bool:
@@ -58,4 +71,10 @@ def _has_test_extras() -> bool:
 
 
 if __name__ == "__main__":
-    raise SystemExit(main(sys.argv[1:]))
+    try:
+        raise SystemExit(main(sys.argv[1:]))
+    except KeyboardInterrupt:  # while the environment was being made
+        print(file=sys.stderr)
+        raise SystemExit(130) from None
+    except subprocess.CalledProcessError:
+        sys.exit(f"dev.py: installing into {VENV.name}/ failed (pip's message is above); fix that and run again")

@@ -40,7 +40,7 @@ def test_users_add_from_stdin_then_list(tmp_path: Path) -> None:
     assert "a long password" not in added.stdout + added.stderr
     again = epicme("users", "add", "bo@example.com", "--password-stdin", db=db, stdin="another password\n")
     assert again.returncode == 1
-    assert again.stdout == "epicme: an account for bo@example.com already exists\n"
+    assert (again.stdout, again.stderr) == ("", "epicme: an account for bo@example.com already exists\n")
     listed = epicme("users", "list", db=db)
     assert listed.returncode == 0
     assert listed.stdout.strip().endswith("bo@example.com")
@@ -50,7 +50,7 @@ def test_users_add_from_stdin_then_list(tmp_path: Path) -> None:
 def test_users_add_refuses_a_short_password(tmp_path: Path) -> None:
     result = epicme("users", "add", "c@example.com", "--password-stdin", db=tmp_path / "e.db", stdin="short\n")
     assert result.returncode == 1
-    assert result.stdout == "epicme: Passwords need at least 8 characters.\n"
+    assert (result.stdout, result.stderr) == ("", "epicme: Passwords need at least 8 characters.\n")
 
 
 @pytest.mark.slow  # runs `epicme` as a process, several times

@@ -37,7 +37,7 @@ ALLOWED: dict[str, set[str]] = {
         "doctor",
     },
 }
-ENTRY_MODULES = {"epicme.app", "epicme.jobs", "epicme.cli", "epicme.__main__"}
+ENTRY_MODULES = {"epicme.app", "epicme.jobs", "epicme.cli", "epicme.__main__", "epicme.operator_errors", "epicme.admin"}
 
 
 def module_name(path: Path) -> str:

@@ -15,17 +15,30 @@ import uvicorn
 from starlette.applications import Starlette
 from starlette.types import ASGIApp
 
+from epicme.authorization_server.key_encryption import KeyMaterialError
 from epicme.config import Settings
-from epicme.jobs import ensure_demo_account
+from epicme.jobs import ensure_demo_account, open_store
 from epicme.journal.permissions import required_scopes
 from epicme.journal.server import JOURNAL_UNAVAILABLE, build_journal
+from epicme.operator_errors import (
+    EXIT_CONFIG,
+    EXIT_FAILED,
+    EXIT_INTERRUPTED,
+    OperatorError,
+    hide_password,
+    listen_problem,
+)
 from epicme.resource_server.app import build_resource_app
 from epicme.resource_server.sdk_adapter import SdkTransport
-from epicme.storage.database import Database
-from epicme.storage.migrations import migrate
+from epicme.storage.database import Database, others_can_read, sqlite_path
 from epicme.storage.server_secrets import load_or_create_secret
 
 log = logging.getLogger("epicme")
+
+# The services `serve` runs, and the Settings field of each one's port.
+AUTHORIZATION_SERVER = "authorization server"
+RESOURCE_SERVER = "resource server"
+_PORT_FIELDS = {AUTHORIZATION_SERVER: "as_port", RESOURCE_SERVER: "rs_port"}
 
 
 async def build_mcp_server(settings: Settings, db: Database) -> Starlette:
@@ -53,8 +66,8 @@ async def build_apps(settings: Settings, db: Database) -> dict[str, ASGIApp]:
         # say) never loads the login pages, templates and password hashing, and starts faster.
         from epicme.authorization_server.app import build_authorization_app, build_context
 
-        apps["authorization server"] = build_authorization_app(await build_context(settings, db))
-    apps["resource server"] = await build_mcp_server(settings, db)
+        apps[AUTHORIZATION_SERVER] = build_authorization_app(await build_context(settings, db))
+    apps[RESOURCE_SERVER] = await build_mcp_server(settings, db)
     return apps
 
 
@@ -75,20 +88,24 @@ def _server(app: ASGIApp, settings: Settings, port: int) -> uvicorn.Server:
         port=port,
         # Uvicorn's access log prints query strings, which may carry codes or misplaced tokens.
         access_log=False,
-        log_level=settings.log_level,
+        # The levels are `serve`'s to set (below); uvicorn would set its loggers' own.
+        log_level=None,
         server_header=False,
         proxy_headers=False,
+        # uvicorn's lines go through the one handler `serve` sets up, in its format, once each.
+        log_config=None,
         lifespan="auto",
     )
     return uvicorn.Server(config)
 
 
-def shared_socket(host: str, port: int) -> socket.socket:
-    """A socket bound with SO_REUSEPORT (`EPICME_REUSE_PORT`): every replica binds its own on the
-    same address and Linux spreads new connections among them. Only processes of the same user
-    may join, so no other account can steal connections."""
-    if not hasattr(socket, "SO_REUSEPORT"):
-        raise SystemExit("EPICME_REUSE_PORT needs SO_REUSEPORT, which this platform lacks.")
+def listening_socket(host: str, port: int, *, shared: bool) -> socket.socket:
+    """A socket bound to `host:port`, before anything else starts, so a busy port is one clear line
+    and nothing is left half-running. With `shared` (`EPICME_REUSE_PORT`) it is bound with
+    SO_REUSEPORT: every replica binds its own on the same address and Linux spreads new connections
+    among them; only processes of the same user may join, so no other account can steal them."""
+    if shared and not hasattr(socket, "SO_REUSEPORT"):
+        raise OperatorError("EPICME_REUSE_PORT needs SO_REUSEPORT, which this platform lacks", EXIT_CONFIG)
     infos = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)
     family, _, proto, _, address = infos[0]
     # The protocol must be named: asyncio sets TCP_NODELAY only on sockets it knows are TCP, and
@@ -96,57 +113,123 @@ def shared_socket(host: str, port: int) -> socket.socket:
     sock = socket.socket(family, socket.SOCK_STREAM, proto)
     try:
         sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
+        if shared:
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
         sock.bind(address)
-    except OSError as exc:
+    except OSError:
         sock.close()
-        raise SystemExit(f"epicme: cannot listen on {host}:{port}: {exc.strerror or exc}") from None
+        raise
     return sock  # uvicorn starts listening on it
 
 
-async def run(settings: Settings) -> None:
-    db = Database(settings.database_url)
-    await migrate(db)
-    password = await ensure_demo_account(settings, db)
-    apps = await build_apps(settings, db)
-    settle_heap()
-    ports = {"authorization server": settings.as_port, "resource server": settings.rs_port}
-    servers = [_server(app, settings, ports[name]) for name, app in apps.items()]
+def bind_services(settings: Settings) -> dict[str, socket.socket]:
+    """Every service's socket, or an OperatorError naming the port's setting, with none left bound."""
+    names = [AUTHORIZATION_SERVER] if settings.uses_embedded_authorization_server else []
+    names.append(RESOURCE_SERVER)
+    bound: dict[str, socket.socket] = {}
+    for name in names:
+        field = _PORT_FIELDS[name]
+        port = getattr(settings, field)
+        try:
+            bound[name] = listening_socket(settings.host, port, shared=settings.reuse_port)
+        except OSError as exc:
+            for sock in bound.values():
+                sock.close()
+            raise listen_problem(exc, settings.host, port, field) from None
+    return bound
+
+
+class Stopper:
+    """Stops every server on SIGINT or SIGTERM, however far start-up has got: a signal before the
+    servers run means they never start. Several servers share one process, so one handler stops
+    them all (uvicorn's own would let only the last server see Ctrl-C)."""
+
+    def __init__(self) -> None:
+        self.signalled: int | None = None
+        self.servers: list[uvicorn.Server] = []
+        loop = asyncio.get_running_loop()
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            with contextlib.suppress(NotImplementedError):
+                loop.add_signal_handler(sig, self.stop, sig)
+
+    def stop(self, signum: int | None = None) -> None:
+        if signum is not None and self.signalled is None:
+            self.signalled = signum
+        for server in self.servers:
+            server.should_exit = True
+
+    @property
+    def status(self) -> int:
+        """The exit status for the signal received: 130 after Ctrl-C, as shells report it."""
+        return EXIT_INTERRUPTED if self.signalled == signal.SIGINT else 0
+
+
+async def run(settings: Settings) -> int:
+    """Serves until a signal (130 after Ctrl-C, 0 after SIGTERM) or until a service stops by itself,
+    which stops the other too (1): never one service left answering while the other is gone."""
+    stopper = Stopper()
+    sockets = bind_services(settings)
+    try:
+        async with open_store(settings) as db:
+            password = await ensure_demo_account(settings, db)
+            try:
+                apps = await build_apps(settings, db)
+            except KeyMaterialError as exc:
+                raise OperatorError(str(exc)) from None
+            settle_heap()
+            if stopper.signalled is not None:
+                return stopper.status
+            _announce(settings, db, password)
+            return await _serve_until_stopped(settings, apps, sockets, stopper)
+    finally:
+        for sock in sockets.values():
+            sock.close()
+
+
+def _announce(settings: Settings, db: Database, password: str | None) -> None:
     print("EpicMe is starting:")
     if settings.uses_embedded_authorization_server:
         print(f"  authorization server  {settings.issuer}  (listening on {settings.host}:{settings.as_port})")
     else:
         print(f"  trusting the external authorization server {settings.authorization_server}")
     print(f"  MCP server            {settings.mcp_url}  (listening on {settings.host}:{settings.rs_port})")
-    print(f"  store                 {db.dialect}")
+    path = sqlite_path(settings.database_url)
+    print(f"  store                 {path if path is not None else hide_password(settings.database_url)}")
+    if path is not None and others_can_read(path):
+        log.warning(
+            "the store %s can be read by other users of this machine, and it holds the signing keys: chmod 600 %s",
+            path,
+            path,
+        )
     if password:
         print(f"\n  Demo account created: {settings.demo_email}  password: {password}")
         print("  (shown only this once; add your own with `epicme users add EMAIL`)\n", flush=True)
-    # Several servers share one process: one signal handler stops them all (uvicorn's own would
-    # let only the last server see Ctrl-C).
-    loop = asyncio.get_running_loop()
-    for server in servers:
+
+
+async def _serve_until_stopped(
+    settings: Settings, apps: dict[str, ASGIApp], sockets: dict[str, socket.socket], stopper: Stopper
+) -> int:
+    servers = {name: _server(app, settings, getattr(settings, _PORT_FIELDS[name])) for name, app in apps.items()}
+    for server in servers.values():
         server.capture_signals = contextlib.nullcontext  # type: ignore[method-assign,assignment]
-
-    def stop_all() -> None:
-        for server in servers:
-            server.should_exit = True
-
-    for sig in (signal.SIGINT, signal.SIGTERM):
-        with contextlib.suppress(NotImplementedError):
-            loop.add_signal_handler(sig, stop_all)
-    # With EPICME_REUSE_PORT the sockets are bound here, shareable; otherwise uvicorn binds its own.
-    sockets = [[shared_socket(settings.host, ports[name])] if settings.reuse_port else None for name in apps]
-    try:
-        await asyncio.gather(*(server.serve(socks) for server, socks in zip(servers, sockets, strict=True)))
-    finally:
-        for sock in (sock for socks in sockets for sock in socks or ()):
-            sock.close()
-        await db.close()
+    stopper.servers = list(servers.values())
+    tasks = {asyncio.create_task(server.serve([sockets[name]])): name for name, server in servers.items()}
+    done, _ = await asyncio.wait(tasks, return_when=asyncio.FIRST_COMPLETED)
+    stopper.stop()
+    await asyncio.wait(tasks)
+    if stopper.signalled is not None:
+        return stopper.status
+    stopped = ", ".join(sorted(tasks[task] for task in done))
+    log.error("the %s stopped by itself, so EpicMe stops too (the lines above say why)", stopped)
+    return EXIT_FAILED
 
 
 def serve(settings: Settings) -> int:
     logging.basicConfig(level=settings.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-    with contextlib.suppress(KeyboardInterrupt):
-        asyncio.run(run(settings))
-    return 0
+    if settings.log_level != "debug":
+        # Each uvicorn server says "Started server process", "Waiting for application startup"...,
+        # twice over for two services, and the SDK that its session manager started: nothing
+        # `EpicMe is starting` does not say. Their warnings and errors still show.
+        for chatty in ("uvicorn.error", "mcp"):
+            logging.getLogger(chatty).setLevel(logging.WARNING)
+    return asyncio.run(run(settings))

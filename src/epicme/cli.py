@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import getpass
+import os
 import sys
 from collections.abc import Sequence
 from typing import Any
@@ -13,6 +14,7 @@ from pydantic import ValidationError
 
 from epicme import __version__
 from epicme.config import Settings
+from epicme.operator_errors import EXIT_BROKEN_PIPE, EXIT_INTERRUPTED, OperatorError, settings_problems
 
 # The doctor's defaults, spelled here so `--help` needs no import of the doctor package.
 DOCTOR_ORIGIN = "http://localhost:6274"
@@ -39,6 +41,11 @@ def _add_flags(parser: argparse.ArgumentParser, flags: dict[str, tuple[str, str]
         parser.add_argument(flag, dest=field, default=None, help=help_text + f" [env EPICME_{field.upper()}]")
 
 
+def _add_admin_flags(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--json", action="store_true", help="Print the result as JSON on standard output.")
+    _add_flags(parser, _STORE_FLAGS)
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="epicme",
@@ -61,7 +68,39 @@ def build_parser() -> argparse.ArgumentParser:
     add.add_argument("--password-stdin", action="store_true", help="Read the password from one line of standard input.")
     _add_flags(add, _STORE_FLAGS)
     list_users = user_commands.add_parser("list", help="List accounts.")
-    _add_flags(list_users, _STORE_FLAGS)
+    _add_admin_flags(list_users)
+    delete_user = user_commands.add_parser(
+        "delete", help="Delete an account with its grants, tokens, journal entries and tags (one transaction)."
+    )
+    delete_user.add_argument("email", help="The account's e-mail address.")
+    _add_admin_flags(delete_user)
+    passwd = user_commands.add_parser("passwd", help="Set a new password for an account (asks for it twice).")
+    passwd.add_argument("email", help="The account's e-mail address.")
+    passwd.add_argument(
+        "--password-stdin", action="store_true", help="Read the password from one line of standard input."
+    )
+    _add_admin_flags(passwd)
+
+    clients = commands.add_parser("clients", help="See and delete the OAuth clients (apps).")
+    client_commands = clients.add_subparsers(dest="clients_command", required=True, metavar="ACTION")
+    _add_admin_flags(client_commands.add_parser("list", help="List registered clients and clients holding grants."))
+    show_client = client_commands.add_parser("show", help="Show a client's registered metadata and grants.")
+    show_client.add_argument("client_id", metavar="CLIENT_ID", help="The client's ID.")
+    _add_admin_flags(show_client)
+    delete_client = client_commands.add_parser(
+        "delete", help="Delete a client's registration and revoke its grants and refresh tokens."
+    )
+    delete_client.add_argument("client_id", metavar="CLIENT_ID", help="The client's ID.")
+    _add_admin_flags(delete_client)
+
+    grants = commands.add_parser("grants", help="See and revoke what people allowed apps to do.")
+    grant_commands = grants.add_subparsers(dest="grants_command", required=True, metavar="ACTION")
+    list_grants = grant_commands.add_parser("list", help="List grants: who allowed which client which scopes.")
+    list_grants.add_argument("--user", metavar="EMAIL", help="Only this account's grants.")
+    _add_admin_flags(list_grants)
+    revoke_grant = grant_commands.add_parser("revoke", help="Revoke a grant and its refresh tokens.")
+    revoke_grant.add_argument("grant_id", metavar="GRANT_ID", help="The grant's ID (see `epicme grants list`).")
+    _add_admin_flags(revoke_grant)
 
     keys = commands.add_parser("keys", help="Manage token-signing keys.")
     key_commands = keys.add_subparsers(dest="keys_command", required=True, metavar="ACTION")
@@ -69,6 +108,7 @@ def build_parser() -> argparse.ArgumentParser:
         "rotate", help="Sign new tokens with a new key; keep publishing the old one until its tokens expire."
     )
     _add_flags(rotate, _STORE_FLAGS)
+    _add_admin_flags(key_commands.add_parser("list", help="List signing keys and their state (no private keys)."))
 
     doctor = commands.add_parser(
         "doctor",
@@ -108,12 +148,29 @@ def read_new_password(from_stdin: bool) -> str:
         return sys.stdin.readline().rstrip("\r\n")
     first = getpass.getpass("Password: ")
     if getpass.getpass("Repeat password: ") != first:
-        raise SystemExit("The passwords do not match.")
+        raise OperatorError("the passwords do not match; nothing was changed")
     return first
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
+    """Runs one command. Whatever the person running it can get wrong ends in `epicme: <what, and
+    how to fix it>` and a non-zero status; Ctrl-C anywhere ends quietly with 130."""
+    try:
+        return _run(build_parser().parse_args(argv))
+    except OperatorError as error:
+        print(f"epicme: {error.message}", file=sys.stderr)
+        return error.status
+    except KeyboardInterrupt:
+        print(file=sys.stderr)  # the line the ^C was typed on ends
+        return EXIT_INTERRUPTED
+    except BrokenPipeError:
+        # The reader went away (`epicme grants list | head`): nothing left to say to it. Standard
+        # output goes to /dev/null so that the interpreter's final flush does not fail again.
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return EXIT_BROKEN_PIPE
+
+
+def _run(args: argparse.Namespace) -> int:
     if args.command == "doctor":
         # Needs no Settings: it examines another server, not this one.
         from epicme import doctor
@@ -132,8 +189,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         settings = settings_from(args)
     except ValidationError as error:
-        print(f"epicme: invalid configuration:\n{error}", file=sys.stderr)
-        return 2
+        raise settings_problems(error) from None
     from epicme import jobs  # imported late so `--help` stays instant
 
     if args.command == "serve":
@@ -144,8 +200,31 @@ def main(argv: Sequence[str] | None = None) -> int:
         return asyncio.run(jobs.migrate_store(settings))
     if args.command == "users" and args.users_command == "add":
         return asyncio.run(jobs.add_user(settings, args.email, read_new_password(args.password_stdin)))
-    if args.command == "users" and args.users_command == "list":
-        return asyncio.run(jobs.list_users(settings))
     if args.command == "keys" and args.keys_command == "rotate":
         return asyncio.run(jobs.rotate_keys(settings))
+    from epicme import admin
+
+    as_json = getattr(args, "json", False)
+    if args.command == "users" and args.users_command == "list":
+        return asyncio.run(admin.list_users(settings, json_output=as_json))
+    if args.command == "users" and args.users_command == "delete":
+        return asyncio.run(admin.delete_user(settings, args.email, json_output=as_json))
+    if args.command == "users" and args.users_command == "passwd":
+        return asyncio.run(
+            admin.change_password(
+                settings, args.email, lambda: read_new_password(args.password_stdin), json_output=as_json
+            )
+        )
+    if args.command == "clients" and args.clients_command == "list":
+        return asyncio.run(admin.list_clients(settings, json_output=as_json))
+    if args.command == "clients" and args.clients_command == "show":
+        return asyncio.run(admin.show_client(settings, args.client_id, json_output=as_json))
+    if args.command == "clients" and args.clients_command == "delete":
+        return asyncio.run(admin.delete_client(settings, args.client_id, json_output=as_json))
+    if args.command == "grants" and args.grants_command == "list":
+        return asyncio.run(admin.list_grants(settings, user_email=args.user, json_output=as_json))
+    if args.command == "grants" and args.grants_command == "revoke":
+        return asyncio.run(admin.revoke_grant(settings, args.grant_id, json_output=as_json))
+    if args.command == "keys" and args.keys_command == "list":
+        return asyncio.run(admin.list_keys(settings, json_output=as_json))
     return 2

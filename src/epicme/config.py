@@ -8,9 +8,11 @@ issuer or resource identifier says.
 from __future__ import annotations
 
 from functools import cached_property
+from pathlib import Path
 from typing import Annotated, Literal
 from urllib.parse import urlsplit
 
+import platformdirs
 from pydantic import Field, field_validator, model_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
@@ -23,6 +25,18 @@ def _split_list(value: object) -> object:
     if isinstance(value, str):
         return [part for part in value.replace(",", " ").split() if part]
     return value
+
+
+def default_database_url() -> str:
+    """Where the store lives unless EPICME_DATABASE_URL says otherwise, as an absolute path, so
+    every command finds the same store from any folder: `var/epicme.db` in a source checkout
+    (what `python3 dev.py` runs), else the user's data folder (`~/.local/share/epicme` on Linux)."""
+    checkout = Path(__file__).resolve().parents[2]
+    if (checkout / "pyproject.toml").is_file() and (checkout / "src" / "epicme").is_dir():
+        folder = checkout / "var"
+    else:
+        folder = Path(platformdirs.user_data_dir("epicme", appauthor=False))
+    return f"sqlite:///{folder / 'epicme.db'}"
 
 
 class Settings(BaseSettings):
@@ -52,8 +66,9 @@ class Settings(BaseSettings):
 
     # -- Store -----------------------------------------------------------------------------------------
     database_url: str = Field(
-        "sqlite:///var/epicme.db",
-        description="`sqlite:///path.db` (default, WAL mode) or `postgresql://user@host:port/db`.",
+        default_factory=default_database_url,
+        description="`sqlite:///path.db` (default: `var/epicme.db` in a source checkout, else the user's "
+        "data folder; WAL mode) or `postgresql://user@host:port/db`.",
     )
 
     # -- Tokens ----------------------------------------------------------------------------------------
@@ -130,6 +145,16 @@ class Settings(BaseSettings):
         "so every replica shares it.",
         repr=False,
     )
+    key_encryption_key: str | None = Field(
+        None,
+        min_length=16,
+        description="Passphrase that encrypts the private signing keys at rest (PKCS#8, AES-256); "
+        "prefer `key_encryption_key_file`, which keeps it out of the environment.",
+        repr=False,
+    )
+    key_encryption_key_file: str | None = Field(
+        None, description="File holding the key-encryption key (at least 16 bytes; surrounding whitespace ignored)."
+    )
     log_level: Literal["debug", "info", "warning", "error"] = Field("info", description="Log level.")
 
     @field_validator("scopes", "baseline_scopes", "allowed_origins", mode="before")
@@ -151,6 +176,17 @@ class Settings(BaseSettings):
         return value.rstrip("/")
 
     @model_validator(mode="after")
+    def _urls_follow_ports(self) -> Settings:
+        # A port given without its public URL moves the default URL with it: otherwise the metadata
+        # would advertise http://localhost:7788, where nothing listens.
+        given = self.model_fields_set
+        for url_field, port_field in (("issuer", "as_port"), ("resource_url", "rs_port")):
+            if port_field in given and url_field not in given:
+                port = getattr(self, port_field)
+                object.__setattr__(self, url_field, f"http://localhost:{port}")  # frozen: set once, here
+        return self
+
+    @model_validator(mode="after")
     def _https_unless_loopback(self) -> Settings:
         # OAuth 2.1 §1.5 / MCP: every endpoint is HTTPS, loopback development aside.
         for name in ("issuer", "resource_url", "authorization_server"):
@@ -160,14 +196,16 @@ class Settings(BaseSettings):
             parts = urlsplit(url)
             if parts.scheme == "http" and not is_loopback_host(parts.hostname) and not self.insecure_http:
                 raise ValueError(
-                    f"{name}={url}: plain http is only allowed on loopback hosts "
-                    "(set EPICME_INSECURE_HTTP=1 for development on a LAN)"
+                    f"EPICME_{name.upper()}={url}: plain http is only allowed on loopback hosts; use https, "
+                    "or set EPICME_INSECURE_HTTP=1 for development on a LAN"
                 )
+        if self.key_encryption_key and self.key_encryption_key_file:
+            raise ValueError("set EPICME_KEY_ENCRYPTION_KEY or EPICME_KEY_ENCRYPTION_KEY_FILE, not both")
         if not self.baseline_scopes:
             object.__setattr__(self, "baseline_scopes", list(self.scopes))  # frozen: set once, here
         unknown = set(self.baseline_scopes) - set(self.scopes)
         if unknown:
-            raise ValueError(f"baseline_scopes not in scopes: {sorted(unknown)}")
+            raise ValueError(f"EPICME_BASELINE_SCOPES names scopes not in EPICME_SCOPES: {sorted(unknown)}")
         return self
 
     @cached_property

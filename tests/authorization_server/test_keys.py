@@ -10,12 +10,15 @@ import jwt
 import sqlalchemy as sa
 from jwt import PyJWKSet
 
+from epicme.authorization_server.key_encryption import KeyEncryption
 from epicme.authorization_server.keys import KeyStore, ensure_signing_key, rotate_keys
 from epicme.config import Settings
 from epicme.storage import schema
 from epicme.storage.signing_keys import StoredKey
 from tests.authorization_server.conftest import AuthServer
 from tests.support.clock import FakeClock
+
+PLAIN = KeyEncryption(None)  # no key-encryption key: keys stored as plain PKCS#8
 
 
 async def jwks(server: AuthServer) -> dict[str, Any]:
@@ -43,12 +46,12 @@ def verify(document: dict[str, Any], token: str, server: AuthServer) -> dict[str
 def reload_keys(server: AuthServer, refresh_seconds: float = 30.0) -> None:
     """A fresh KeyStore: what a running server sees once its ring is reloaded from the store (and,
     with `refresh_seconds=0`, at every request from then on)."""
-    server.ctx.keys = KeyStore(server.ctx.db, refresh_seconds, clock=server.ctx.clock)
+    server.ctx.keys = KeyStore(server.ctx.db, PLAIN, refresh_seconds, clock=server.ctx.clock)
 
 
 async def rotate(server: AuthServer, retention: int) -> StoredKey:
     """`epicme keys rotate`, run at the server's time."""
-    return await rotate_keys(server.ctx.db, retention, server.ctx.clock)
+    return await rotate_keys(server.ctx.db, retention, PLAIN, server.ctx.clock)
 
 
 async def introspector(server: AuthServer) -> tuple[str, str]:
@@ -156,8 +159,8 @@ async def test_repeated_rotation_publishes_all_live_keys(sqlite_auth_server: Aut
 
 async def test_ensure_signing_key_is_idempotent(sqlite_auth_server: AuthServer) -> None:
     """Starting again (or a second replica starting) does not add a key when one is active."""
-    await ensure_signing_key(sqlite_auth_server.ctx.db)
-    await ensure_signing_key(sqlite_auth_server.ctx.db)
+    await ensure_signing_key(sqlite_auth_server.ctx.db, PLAIN)
+    await ensure_signing_key(sqlite_auth_server.ctx.db, PLAIN)
     async with sqlite_auth_server.ctx.db.read() as conn:
         assert await conn.scalar(sa.select(sa.func.count()).select_from(schema.signing_keys)) == 1
 

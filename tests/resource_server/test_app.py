@@ -34,7 +34,8 @@ async def test_healthcheck(rs: ResourceServer) -> None:
 
 
 async def test_anything_else_is_404_text(rs: ResourceServer) -> None:
-    for path in ("/", "/nope", "/.well-known/nope", "/mcp/extra", "/mcp/", "/healthcheck/"):
+    # `/` is a small page about the server (tests/test_admin.py); any other path nobody serves is a 404.
+    for path in ("/nope", "/.well-known/nope", "/mcp/extra", "/mcp/", "/healthcheck/"):
         response = await rs.client.get(path)
         assert response.status_code == 404, path
         assert response.text == "Not found"

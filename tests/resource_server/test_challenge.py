@@ -29,7 +29,7 @@ def test_the_challenge_names_every_configured_scope_unless_the_operator_chose_fe
     assert challenge.missing_token(narrower).body["scope"] == "user:read entries:read"
     minimal = Settings(baseline_scopes="user:read entries:read tags:read")
     assert challenge.missing_token(minimal).body["scope"] == "user:read entries:read tags:read"
-    with pytest.raises(ValueError, match="baseline_scopes not in scopes"):
+    with pytest.raises(ValueError, match="EPICME_BASELINE_SCOPES names scopes not in EPICME_SCOPES"):
         Settings(scopes=["user:read"], baseline_scopes=["entries:write"])
 
 

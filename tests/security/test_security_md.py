@@ -73,6 +73,8 @@ ATTACKS = [
     "Malformed JSON",
     "Malformed JSON-RPC",
     "Header injection through `WWW-Authenticate`",
+    # Keys at rest
+    "A copy of the store (a backup, a careless `cp`, another local user)",
     # Data
     "Reading another user's entries and tags by id",
     "Updating another user's entries and tags by id",

@@ -21,6 +21,7 @@ from epicme.authorization_server.client_metadata import ClientMetadataFetcher
 from epicme.authorization_server.clients import ClientRegistry
 from epicme.authorization_server.context import ServerContext
 from epicme.authorization_server.introspection import introspect
+from epicme.authorization_server.key_encryption import KeyEncryption
 from epicme.authorization_server.keys import KeyStore, ensure_signing_key
 from epicme.authorization_server.login import login_form, login_submit, logout
 from epicme.authorization_server.metadata import build_metadata
@@ -36,6 +37,7 @@ from epicme.storage.server_secrets import load_or_create_secret
 from epicme.web.cors import CorsMiddleware, path_policy, public_rule
 from epicme.web.errors import EXCEPTION_HANDLERS, CatchAllMiddleware
 from epicme.web.favicon import FAVICON_PATH, favicon
+from epicme.web.home import HOME_PATH, home_endpoint
 from epicme.web.limits import BodyLimitMiddleware
 
 log = logging.getLogger("epicme")
@@ -63,14 +65,17 @@ async def build_context(
 ) -> ServerContext:
     """Everything the handlers share. `clock` is the server's one wall clock: each part that keeps
     time gets it, so a test can move time forward for all of them at once."""
-    await ensure_signing_key(db, clock)
+    encryption = KeyEncryption.from_settings(settings)
+    await ensure_signing_key(db, encryption, clock)
+    keys = KeyStore(db, encryption, clock=clock)
+    await keys.ring()  # opens the signing key now: key material that cannot be used stops start-up
     await passwords.prepare()
     secret = settings.session_secret or await load_or_create_secret(db, "session")
     return ServerContext(
         settings=settings,
         db=db,
         clients=ClientRegistry(db, fetcher or ClientMetadataFetcher.from_settings(settings, clock=clock)),
-        keys=KeyStore(db, clock=clock),
+        keys=keys,
         sessions=SessionCodec(secret, ttl=settings.session_ttl, secure=settings.is_https, clock=clock),
         throttle=LoginThrottle(db, clock=clock),
         clock=clock,
@@ -125,6 +130,7 @@ def build_authorization_app(ctx: ServerContext) -> Starlette:
         return PlainTextResponse("Not found", status_code=404)
 
     routes = [
+        Route(HOME_PATH, home_endpoint(ctx.settings, "authorization_server"), methods=["GET", "HEAD"]),
         Route(paths.METADATA, serve_metadata, methods=["GET", "HEAD"]),
         Route(paths.OPENID_CONFIGURATION, serve_metadata, methods=["GET", "HEAD"]),
         Route(paths.JWKS, serve_jwks, methods=["GET", "HEAD"]),

@@ -8,29 +8,29 @@ have expired.
 from __future__ import annotations
 
 import json
+import logging
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
 import jwt
-from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from jwt.algorithms import ECAlgorithm
 
+from epicme.authorization_server.key_encryption import KeyEncryption, KeyMaterialError
 from epicme.oauth.opaque import new_secret
 from epicme.storage import signing_keys
 from epicme.storage.database import Database
 from epicme.storage.signing_keys import StoredKey
 
 ALGORITHM = "ES256"
+log = logging.getLogger(__name__)
 
 
-def _generate(now: int) -> StoredKey:
+def _generate(now: int, encryption: KeyEncryption) -> StoredKey:
     private_key = ec.generate_private_key(ec.SECP256R1())
-    pem = private_key.private_bytes(
-        serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()
-    ).decode("ascii")
+    pem = encryption.seal(private_key)
     kid = new_secret(12)
     jwk: dict[str, Any] = json.loads(ECAlgorithm.to_jwk(private_key.public_key()))
     jwk.update(kid=kid, alg=ALGORITHM, use="sig")
@@ -39,17 +39,31 @@ def _generate(now: int) -> StoredKey:
     )
 
 
-async def ensure_signing_key(db: Database, clock: Callable[[], float] = time.time) -> None:
-    """Create the first key if the store has none. Safe when replicas start together."""
+async def ensure_signing_key(db: Database, encryption: KeyEncryption, clock: Callable[[], float] = time.time) -> None:
+    """Create the first key if the store has none, and encrypt the stored keys still in plain PEM
+    when a key-encryption key is configured. Safe when replicas start together."""
     async with db.write() as conn:
         if not await signing_keys.has_active_key(conn):
-            await signing_keys.insert_key(conn, _generate(int(clock())))
+            await signing_keys.insert_key(conn, _generate(int(clock()), encryption))
+    if not encryption.enabled:
+        return
+    resealed = 0
+    for key in await signing_keys.load_published_keys(db, int(clock())):
+        pem = encryption.reseal(key.private_pem, key.kid)
+        if pem is not None:
+            async with db.write() as conn:
+                await signing_keys.replace_private_pem(conn, key.kid, pem)
+            resealed += 1
+    if resealed:
+        log.info("encrypted %d stored signing key(s) with the key-encryption key", resealed)
 
 
-async def rotate_keys(db: Database, retention: int, clock: Callable[[], float] = time.time) -> StoredKey:
+async def rotate_keys(
+    db: Database, retention: int, encryption: KeyEncryption, clock: Callable[[], float] = time.time
+) -> StoredKey:
     """Sign new tokens with a fresh key; keep publishing the old ones for `retention` seconds."""
     now = int(clock())
-    key = _generate(now)
+    key = _generate(now, encryption)
     async with db.write() as conn:
         await signing_keys.retire_active_keys(conn, now, now + retention)
         await signing_keys.insert_key(conn, key)
@@ -81,27 +95,44 @@ class KeyStore:
     `clock` is the server's wall clock, which says which retired keys are still published; the
     reload interval is measured on the monotonic clock, which a wall-clock step cannot stretch."""
 
-    def __init__(self, db: Database, refresh_seconds: float = 30.0, *, clock: Callable[[], float] = time.time) -> None:
+    def __init__(
+        self,
+        db: Database,
+        encryption: KeyEncryption,
+        refresh_seconds: float = 30.0,
+        *,
+        clock: Callable[[], float] = time.time,
+    ) -> None:
         self._db = db
+        self._encryption = encryption
         self._refresh_seconds = refresh_seconds
         self._clock = clock
         self._ring: KeyRing | None = None
 
     async def ring(self) -> KeyRing:
         ring = self._ring
-        if ring is None or time.monotonic() - ring.loaded_at > self._refresh_seconds:
-            ring = self._ring = await self._load()
+        if ring is None:
+            ring = self._ring = await self._load()  # at start-up: a key it cannot open stops it
+        elif time.monotonic() - ring.loaded_at > self._refresh_seconds:
+            try:
+                ring = self._ring = await self._load()
+            except KeyMaterialError as exc:
+                # A key rotated in with another key-encryption key: keep signing with the key in
+                # hand (still published, so its tokens stay valid) and say so, rather than fail
+                # every token request. Tried again at the next refresh.
+                log.error("keeping the current signing key: %s", exc)
+                ring = self._ring = replace(ring, loaded_at=time.monotonic())
         return ring
 
     async def _load(self) -> KeyRing:
         keys = await signing_keys.load_published_keys(self._db, int(self._clock()))
         active = [key for key in keys if key.retired_at is None]
         if not active:
-            await ensure_signing_key(self._db, self._clock)
+            await ensure_signing_key(self._db, self._encryption, self._clock)
             keys = await signing_keys.load_published_keys(self._db, int(self._clock()))
             active = [key for key in keys if key.retired_at is None]
         signer = active[0]
-        private_key = serialization.load_pem_private_key(signer.private_pem.encode("ascii"), password=None)
+        private_key = self._encryption.open(signer.private_pem, signer.kid)
         return KeyRing(
             signing_kid=signer.kid,
             signing_key=private_key,

@@ -7,6 +7,7 @@ preflight is answered before any authentication), the catch-all, the body limit,
     /.well-known/oauth-protected-resource[/mcp]   protected resource metadata (discovery.py)
     /.well-known/oauth-authorization-server       the authorization server's metadata, re-served
     /.well-known/openid-configuration             the same document (as_metadata_proxy.py)
+    /                                             a small page: what this is, the MCP URL (web/home.py)
     /healthcheck                                  200 "OK"
     /favicon.ico                                  EpicMe's icon
     /mcp                                          the gate, then the MCP app (mcp_endpoint.py)
@@ -52,6 +53,7 @@ from epicme.web.cors import CLIENT_REQUEST_HEADERS, CorsMiddleware, CorsPolicy, 
 from epicme.web.documents import DocumentSource, public_cors_headers, send_document
 from epicme.web.errors import EXCEPTION_HANDLERS, CatchAllMiddleware
 from epicme.web.favicon import FAVICON_PATH, favicon
+from epicme.web.home import HOME_PATH, home_endpoint
 from epicme.web.limits import BodyLimitMiddleware
 
 HEALTHCHECK_PATH = "/healthcheck"
@@ -165,6 +167,7 @@ def build_resource_app(
             Route(PROTECTED_RESOURCE_PATH, prm, methods=["GET"]),
             Route(OAUTH_METADATA_PATH, metadata.serve, methods=["GET"]),
             Route(OPENID_CONFIGURATION_PATH, metadata.serve, methods=["GET"]),
+            Route(HOME_PATH, home_endpoint(settings, "resource_server"), methods=["GET"]),
             Route(HEALTHCHECK_PATH, healthcheck, methods=["GET"]),
             Route(FAVICON_PATH, favicon, methods=["GET", "HEAD"]),
         ],

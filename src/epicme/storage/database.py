@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import os
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from pathlib import Path
@@ -31,13 +33,39 @@ def build_async_url(url: str) -> tuple[str, Dialect, str | None]:
     if backend == "sqlite":
         database = parsed.database or ""
         if database and database != ":memory:":
-            Path(database).expanduser().parent.mkdir(parents=True, exist_ok=True)
+            _create_private_file(Path(database).expanduser())
         return parsed.set(drivername="sqlite+aiosqlite").render_as_string(hide_password=False), "sqlite", None
     if backend in ("postgresql", "postgres"):
         pg_schema = parsed.query.get("schema")
         parsed = parsed.difference_update_query(["schema"]).set(drivername="postgresql+asyncpg")
         return parsed.render_as_string(hide_password=False), "postgresql", str(pg_schema) if pg_schema else None
     raise ValueError(f"unsupported database URL scheme {parsed.drivername!r}: use sqlite:/// or postgresql://")
+
+
+def _create_private_file(path: Path) -> None:
+    """The store's file and any folder made for it, readable by this user alone (0600, 0700): the
+    store holds the private signing keys and the session secret. SQLite gives its -wal and -shm
+    files the database file's permissions. An existing file is left as it is (`others_can_read`)."""
+    path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
+    with contextlib.suppress(FileExistsError):
+        os.close(os.open(path, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o600))
+
+
+def sqlite_path(url: str) -> Path | None:
+    """The file of a SQLite store URL, or None (PostgreSQL, in memory)."""
+    parsed = make_url(url)
+    database = parsed.database or ""
+    if parsed.get_backend_name() != "sqlite" or not database or database == ":memory:":
+        return None
+    return Path(database).expanduser().resolve()
+
+
+def others_can_read(path: Path) -> bool:
+    """Whether users other than the owner may read `path` (or write it)."""
+    try:
+        return bool(path.stat().st_mode & 0o077)
+    except OSError:
+        return False
 
 
 # PostgreSQL's answers while it shuts down, starts up or is full (PostgreSQL docs, Appendix A):

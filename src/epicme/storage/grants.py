@@ -11,12 +11,13 @@ it issues in one transaction.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Literal
+from typing import Any, Literal
 
-from sqlalchemy import and_, select
+from sqlalchemy import Select, and_, delete, func, select
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from epicme.storage import schema
+from epicme.storage.database import Database
 
 # Records are built with keyword arguments only: several of their fields share a type, and a
 # positional mix-up (created_at for expires_at) would type-check.
@@ -251,3 +252,133 @@ async def unspend_refresh_token(conn: AsyncConnection, token_hash: str) -> None:
     await conn.execute(
         schema.refresh_tokens.update().where(schema.refresh_tokens.c.token_hash == token_hash).values(used_at=None)
     )
+
+
+# -- For the operator (`epicme grants`, `epicme clients`) ---------------------------------------------
+
+
+@dataclass(frozen=True, kw_only=True)
+class GrantSummary:
+    """A grant as an operator sees it: whose, and how it was last used. Times come from the tokens
+    still kept (spent ones are purged a day after they expire)."""
+
+    grant: Grant
+    user_email: str
+    # When a refresh token was last issued for this grant: at the code exchange or a refresh.
+    last_refreshed_at: int | None
+    # When the grant's live refresh token expires; None when it has none.
+    refresh_token_expires_at: int | None
+    # The latest expiry among the access tokens issued for this grant.
+    access_tokens_expire_at: int | None
+
+
+@dataclass(frozen=True, kw_only=True)
+class GrantRevocation:
+    grant: Grant
+    already_revoked: bool
+    access_tokens_expire_at: int | None
+
+
+def _summary_query(now: int) -> Select[Any]:
+    grants, users, refresh, access = schema.grants, schema.users, schema.refresh_tokens, schema.access_tokens
+    last_refreshed = select(func.max(refresh.c.created_at)).where(refresh.c.grant_id == grants.c.id).scalar_subquery()
+    refresh_expires = (
+        select(func.max(refresh.c.expires_at))
+        .where(and_(refresh.c.grant_id == grants.c.id, refresh.c.used_at.is_(None), refresh.c.expires_at > now))
+        .scalar_subquery()
+    )
+    access_expires = select(func.max(access.c.expires_at)).where(access.c.grant_id == grants.c.id).scalar_subquery()
+    return (
+        select(
+            grants,
+            users.c.email.label("user_email"),
+            last_refreshed.label("last_refreshed_at"),
+            refresh_expires.label("refresh_token_expires_at"),
+            access_expires.label("access_tokens_expire_at"),
+        )
+        .join(users, users.c.id == grants.c.user_id)
+        .order_by(grants.c.created_at, grants.c.id)
+    )
+
+
+def _summary(row: Any) -> GrantSummary:
+    values = dict(row._mapping)
+    return GrantSummary(
+        user_email=values.pop("user_email"),
+        last_refreshed_at=values.pop("last_refreshed_at"),
+        refresh_token_expires_at=values.pop("refresh_token_expires_at"),
+        access_tokens_expire_at=values.pop("access_tokens_expire_at"),
+        grant=Grant(**values),
+    )
+
+
+async def list_grants(
+    db: Database, now: int, *, user_id: str | None = None, client_id: str | None = None
+) -> list[GrantSummary]:
+    """Every grant, oldest first, revoked ones included; only one user's or one client's if named."""
+    query = _summary_query(now)
+    if user_id is not None:
+        query = query.where(schema.grants.c.user_id == user_id)
+    if client_id is not None:
+        query = query.where(schema.grants.c.client_id == client_id)
+    async with db.read() as conn:
+        rows = (await conn.execute(query)).all()
+    return [_summary(row) for row in rows]
+
+
+async def grant_counts_by_client(db: Database) -> dict[str, tuple[int, int]]:
+    """client_id -> (live grants, all grants), for every client that holds a grant."""
+    table = schema.grants
+    # count(column) counts the rows where it is set: the revoked grants.
+    query = select(table.c.client_id, func.count(), func.count(table.c.revoked_at)).group_by(table.c.client_id)
+    async with db.read() as conn:
+        rows = (await conn.execute(query)).all()
+    return {str(client_id): (int(total) - int(revoked), int(total)) for client_id, total, revoked in rows}
+
+
+async def forget_consents(conn: AsyncConnection, *, client_id: str, user_id: str | None = None) -> None:
+    """Forget what people allowed this client (one person's, if named): it is asked again next time."""
+    table = schema.consents
+    condition = table.c.client_id == client_id
+    if user_id is not None:
+        condition = and_(condition, table.c.user_id == user_id)
+    await conn.execute(delete(table).where(condition))
+
+
+async def access_tokens_expire_at(conn: AsyncConnection, grant_ids: list[str]) -> int | None:
+    """The latest expiry among the access tokens issued for these grants."""
+    if not grant_ids:
+        return None
+    table = schema.access_tokens
+    value = await conn.scalar(select(func.max(table.c.expires_at)).where(table.c.grant_id.in_(grant_ids)))
+    return int(value) if value is not None else None
+
+
+async def revoke_grant_by_id(db: Database, grant_id: str, now: int) -> GrantRevocation | None:
+    """Revoke one grant, its codes and tokens, and forget the consent it was given under, in one
+    transaction; None when no grant has this id. A grant revoked before is left as it was."""
+    async with db.write() as conn:
+        grant = await load_grant(conn, grant_id)
+        if grant is None:
+            return None
+        if grant.revoked_at is None:
+            await revoke_grant(conn, grant.id, now)
+            await forget_consents(conn, client_id=grant.client_id, user_id=grant.user_id)
+        expiry = await access_tokens_expire_at(conn, [grant.id])
+        revoked = await load_grant(conn, grant_id)
+    assert revoked is not None
+    return GrantRevocation(grant=revoked, already_revoked=grant.revoked_at is not None, access_tokens_expire_at=expiry)
+
+
+async def revoke_client_grants(conn: AsyncConnection, client_id: str, now: int) -> list[str]:
+    """Revoke every live grant of this client with its codes and tokens, and forget every consent
+    given to it; the ids of the grants revoked now."""
+    table = schema.grants
+    live = (
+        await conn.execute(select(table.c.id).where(and_(table.c.client_id == client_id, table.c.revoked_at.is_(None))))
+    ).all()
+    grant_ids = [str(row.id) for row in live]
+    for grant_id in grant_ids:
+        await revoke_grant(conn, grant_id, now)
+    await forget_consents(conn, client_id=client_id)
+    return grant_ids

@@ -48,6 +48,32 @@ async def retire_active_keys(conn: AsyncConnection, now: int, expires_at: int) -
     )
 
 
+async def replace_private_pem(conn: AsyncConnection, kid: str, private_pem: str) -> None:
+    """Stores `kid`'s private key anew (re-encrypted, say); the key itself does not change."""
+    table = schema.signing_keys
+    await conn.execute(table.update().where(table.c.kid == kid).values(private_pem=private_pem))
+
+
 async def has_active_key(conn: AsyncConnection) -> bool:
     table = schema.signing_keys
     return (await conn.scalar(select(table.c.kid).where(table.c.retired_at.is_(None)).limit(1))) is not None
+
+
+@dataclass(frozen=True, kw_only=True)
+class KeyInfo:
+    """A signing key without its private part, for listing."""
+
+    kid: str
+    alg: str
+    created_at: int
+    retired_at: int | None
+    expires_at: int | None
+
+
+async def list_keys(db: Database) -> list[KeyInfo]:
+    """Every key kept, newest first. The private key is not even read."""
+    table = schema.signing_keys
+    columns = (table.c.kid, table.c.alg, table.c.created_at, table.c.retired_at, table.c.expires_at)
+    async with db.read() as conn:
+        rows = (await conn.execute(select(*columns).order_by(table.c.created_at.desc(), table.c.kid))).all()
+    return [KeyInfo(**row._mapping) for row in rows]

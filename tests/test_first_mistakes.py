@@ -1,0 +1,246 @@
+"""The first mistakes a person makes with `epicme`: each ends in one clear line that names the
+setting, a non-zero exit within seconds, and nothing left running, bound or half-created.
+
+Most run `epicme.cli.main` in this process; the ones about signals, ports and `dev.py` run real
+processes, since that is what a person sees.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import socket
+import stat
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from epicme import cli
+from epicme.config import Settings, default_database_url
+from tests.support.servers import free_port
+
+ROOT = Path(__file__).resolve().parent.parent
+QUICK = 3.0  # seconds: a first mistake is told at once
+
+
+def run_cli(capsys: pytest.CaptureFixture[str], *args: str) -> tuple[int, str]:
+    status = cli.main(list(args))
+    captured = capsys.readouterr()
+    assert "Traceback" not in captured.err
+    return status, captured.err
+
+
+def test_a_url_that_is_no_database_url(capsys: pytest.CaptureFixture[str]) -> None:
+    for url in ("nonsense", "mysql://root@db/epicme"):
+        status, err = run_cli(capsys, "users", "list", "--database-url", url)
+        assert status == 2
+        assert err == (
+            f"epicme: EPICME_DATABASE_URL='{url}' (--database-url) is not a database URL; "
+            "use sqlite:///path/to/epicme.db or postgresql://user@host:5432/db\n"
+        )
+
+
+def test_a_database_server_that_does_not_answer(capsys: pytest.CaptureFixture[str]) -> None:
+    started = time.monotonic()
+    status, err = run_cli(
+        capsys, "users", "list", "--database-url", f"postgresql://epicme:s3cret@127.0.0.1:{free_port()}/x"
+    )
+    assert status == 1
+    assert time.monotonic() - started < QUICK
+    assert err.startswith("epicme: cannot reach the store of EPICME_DATABASE_URL='postgresql://epicme:***@127.0.0.1:")
+    assert err.endswith("; is the database server running?\n") and err.count("\n") == 1
+    assert "s3cret" not in err
+
+
+def test_a_store_folder_that_cannot_be_made(capsys: pytest.CaptureFixture[str], tmp_path: Path) -> None:
+    # A file where the folder should be: the failure root cannot bypass, unlike a read-only folder.
+    (tmp_path / "taken").write_text("not a folder")
+    status, err = run_cli(capsys, "migrate", "--database-url", f"sqlite:///{tmp_path}/taken/epicme.db")
+    assert status == 1
+    assert err.startswith(f"epicme: cannot create or open the store file of EPICME_DATABASE_URL='sqlite:///{tmp_path}")
+    assert err.endswith("its folder must be one this user can create or write\n") and err.count("\n") == 1
+
+
+def test_each_bad_setting_gets_its_own_line_named_as_it_was_set(
+    capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    monkeypatch.setenv("EPICME_ACCESS_TOKEN_TTL", "5")
+    monkeypatch.setenv("EPICME_SESSION_SECRET", "")
+    status, err = run_cli(capsys, "serve", "--rs-port", "eighty", "--database-url", f"sqlite:///{tmp_path}/e.db")
+    assert status == 2
+    assert err.splitlines() == [
+        "epicme: invalid settings:",
+        "  EPICME_RS_PORT='eighty' (--rs-port): Input should be a valid integer, unable to parse string as an integer",
+        "  EPICME_ACCESS_TOKEN_TTL='5': Input should be greater than or equal to 30",
+    ]
+    assert not (tmp_path / "e.db").exists()
+
+
+def test_a_rule_across_settings_says_which(capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("EPICME_ISSUER", "http://auth.example.com")
+    status, err = run_cli(capsys, "migrate")
+    assert status == 2
+    assert err.splitlines() == [
+        "epicme: invalid settings:",
+        "  EPICME_ISSUER=http://auth.example.com: plain http is only allowed on loopback hosts; use https, "
+        "or set EPICME_INSECURE_HTTP=1 for development on a LAN",
+    ]
+
+
+def test_a_port_without_its_url_moves_the_url_with_it() -> None:
+    settings = Settings(as_port=7799, rs_port=8799)
+    assert (settings.issuer, settings.mcp_url) == ("http://localhost:7799", "http://localhost:8799/mcp")
+    given = Settings(as_port=7799, issuer="https://auth.example.com")
+    assert given.issuer == "https://auth.example.com"  # a URL given is kept: a proxy may sit in front
+
+
+def test_the_default_store_is_the_same_file_from_any_folder(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    monkeypatch.chdir(tmp_path)
+    assert default_database_url() == f"sqlite:///{ROOT / 'var' / 'epicme.db'}"  # a source checkout
+    assert Settings().database_url == default_database_url()
+
+
+def test_a_new_store_is_readable_by_its_owner_only(capsys: pytest.CaptureFixture[str], tmp_path: Path) -> None:
+    store = tmp_path / "private" / "epicme.db"
+    status, _ = run_cli(capsys, "migrate", "--database-url", f"sqlite:///{store}")
+    assert status == 0
+    assert stat.S_IMODE(store.stat().st_mode) == 0o600
+    assert stat.S_IMODE(store.parent.stat().st_mode) == 0o700
+    for companion in store.parent.glob("epicme.db-*"):  # SQLite's -wal and -shm follow the file
+        assert stat.S_IMODE(companion.stat().st_mode) == 0o600, companion
+
+
+# ---- real processes ---------------------------------------------------------------------------------
+
+
+def serve_env(tmp_path: Path, as_port: int, rs_port: int) -> dict[str, str]:
+    return {
+        **os.environ,
+        "EPICME_DATABASE_URL": f"sqlite:///{tmp_path / 'epicme.db'}",
+        "EPICME_AS_PORT": str(as_port),
+        "EPICME_RS_PORT": str(rs_port),
+        "EPICME_DEMO_ACCOUNT": "false",
+    }
+
+
+def is_free(port: int) -> bool:
+    with socket.socket() as probe:
+        try:
+            probe.bind(("127.0.0.1", port))
+        except OSError:
+            return False
+        return True
+
+
+@pytest.mark.slow  # runs `epicme serve` as a process, once per service
+@pytest.mark.parametrize("busy", ["EPICME_AS_PORT", "EPICME_RS_PORT"])
+def test_a_busy_port_is_one_line_and_nothing_is_left_bound(tmp_path: Path, busy: str) -> None:
+    as_port, rs_port = free_port(), free_port()
+    env = serve_env(tmp_path, as_port, rs_port)
+    taken = int(env[busy])
+    with socket.socket() as other:
+        other.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        other.bind(("127.0.0.1", taken))
+        other.listen()
+        started = time.monotonic()
+        result = subprocess.run(
+            [sys.executable, "-m", "epicme", "serve"], env=env, capture_output=True, text=True, timeout=30
+        )
+    assert time.monotonic() - started < QUICK + 2  # the interpreter's start included
+    assert result.returncode == 1
+    flag = "--as-port" if busy == "EPICME_AS_PORT" else "--rs-port"
+    assert result.stderr == (
+        f"epicme: cannot listen on 127.0.0.1:{taken} (set by {busy} or {flag}): Address already in use; "
+        "another program (an `epicme serve` still running?) uses it\n"
+    )
+    assert is_free(as_port) and is_free(rs_port)
+    assert not (tmp_path / "epicme.db").exists()  # refused before the store was touched
+
+
+def wait_for_line(process: subprocess.Popen[str], text: str, seconds: float = 30) -> None:
+    assert process.stdout is not None
+    deadline = time.monotonic() + seconds
+    for line in process.stdout:
+        if text in line:
+            return
+        assert time.monotonic() < deadline, f"no {text!r} within {seconds} s"
+    raise AssertionError(f"the process ended without printing {text!r}")
+
+
+@pytest.mark.slow  # runs `epicme serve` as a process
+def test_ctrl_c_stops_serve_quietly_with_130_and_an_open_store_is_warned_about(
+    capsys: pytest.CaptureFixture[str], tmp_path: Path
+) -> None:
+    as_port, rs_port = free_port(), free_port()
+    env = serve_env(tmp_path, as_port, rs_port)
+    assert run_cli(capsys, "migrate", "--database-url", env["EPICME_DATABASE_URL"])[0] == 0
+    store = tmp_path / "epicme.db"
+    store.chmod(0o644)  # as a store made before EpicMe created them private, or copied carelessly
+    process = subprocess.Popen(
+        [sys.executable, "-m", "epicme", "serve"], env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
+    )
+    try:
+        wait_for_line(process, "MCP server")
+        process.send_signal(signal.SIGINT)
+        _, err = process.communicate(timeout=QUICK + 5)
+    finally:
+        process.kill()
+    assert process.returncode == 130
+    assert "Traceback" not in err and "KeyboardInterrupt" not in err
+    assert err.count("\n") == 1 and err.endswith(
+        f"WARNING epicme: the store {store} can be read by other users of this machine, and it holds the "
+        f"signing keys: chmod 600 {store}\n"
+    )
+    assert is_free(as_port) and is_free(rs_port)
+
+
+@pytest.mark.slow  # runs `epicme` as a process
+def test_ctrl_c_at_the_password_prompt_is_130(tmp_path: Path) -> None:
+    env = {**os.environ, "EPICME_DATABASE_URL": f"sqlite:///{tmp_path / 'e.db'}"}
+    process = subprocess.Popen(
+        [sys.executable, "-m", "epicme", "users", "add", "someone@example.com"],
+        env=env,
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        # Without a terminal, getpass warns on stderr, then reads standard input: the prompt is up.
+        assert process.stderr is not None
+        deadline = time.monotonic() + 30
+        while "Password" not in process.stderr.readline():
+            assert time.monotonic() < deadline
+        process.send_signal(signal.SIGINT)
+        _, err = process.communicate(timeout=QUICK + 5)
+    finally:
+        process.kill()
+    assert process.returncode == 130
+    assert "Traceback" not in err and "KeyboardInterrupt" not in err
+
+
+@pytest.mark.slow  # runs `python3 dev.py serve` as a person does
+def test_ctrl_c_on_the_readmes_command_is_quiet(tmp_path: Path) -> None:
+    as_port, rs_port = free_port(), free_port()
+    # Its own process group, as a terminal makes: Ctrl-C signals dev.py and epicme together.
+    process = subprocess.Popen(
+        [sys.executable, str(ROOT / "dev.py"), "serve"],
+        env=serve_env(tmp_path, as_port, rs_port),
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        start_new_session=True,
+    )
+    try:
+        wait_for_line(process, "MCP server", seconds=120)  # dev.py may first bring .venv up to date
+        os.killpg(process.pid, signal.SIGINT)
+        _, err = process.communicate(timeout=QUICK + 5)
+    finally:
+        with_group = process.poll() is None
+        if with_group:
+            os.killpg(process.pid, signal.SIGKILL)
+    assert process.returncode == 130
+    assert "Traceback" not in err and "KeyboardInterrupt" not in err
