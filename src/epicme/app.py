@@ -31,6 +31,7 @@ from epicme.operator_errors import (
 from epicme.resource_server.app import build_resource_app
 from epicme.resource_server.sdk_adapter import SdkTransport
 from epicme.storage.database import Database, others_can_read, sqlite_path
+from epicme.storage.migrations import schema_problem
 from epicme.storage.server_secrets import load_or_create_secret
 
 log = logging.getLogger("epicme")
@@ -54,7 +55,13 @@ async def build_mcp_server(settings: Settings, db: Database) -> Starlette:
         async with transport.lifespan():
             yield
 
-    return build_resource_app(settings, mcp_app=transport, required_scopes=required_scopes, lifespan=lifespan)
+    return build_resource_app(
+        settings,
+        mcp_app=transport,
+        required_scopes=required_scopes,
+        lifespan=lifespan,
+        readiness={"store": lambda: schema_problem(db)},
+    )
 
 
 async def build_apps(settings: Settings, db: Database) -> dict[str, ASGIApp]:

@@ -91,9 +91,12 @@ async def start_rs(fake_as: FakeAuthorizationServer) -> AsyncIterator[StartResou
         port = free_port()
         values: dict[str, Any] = {"issuer": authority.issuer, "resource_url": f"http://127.0.0.1:{port}", **overrides}
         lifespan = values.pop("lifespan", None)
+        readiness = values.pop("readiness", None)
         settings = Settings(**values)
         clock = FakeClock()
-        app = build_resource_app(settings, mcp_app=mcp_app, required_scopes=required, lifespan=lifespan, clock=clock)
+        app = build_resource_app(
+            settings, mcp_app=mcp_app, required_scopes=required, lifespan=lifespan, readiness=readiness, clock=clock
+        )
         live = LiveServer(app, port)
         await live.start()
         server = ResourceServer(settings, clock, app, live, authority)

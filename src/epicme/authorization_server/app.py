@@ -21,7 +21,7 @@ from epicme.authorization_server.client_metadata import ClientMetadataFetcher
 from epicme.authorization_server.clients import ClientRegistry
 from epicme.authorization_server.context import ServerContext
 from epicme.authorization_server.introspection import introspect
-from epicme.authorization_server.key_encryption import KeyEncryption
+from epicme.authorization_server.key_encryption import KeyEncryption, KeyMaterialError
 from epicme.authorization_server.keys import KeyStore, ensure_signing_key
 from epicme.authorization_server.login import login_form, login_submit, logout
 from epicme.authorization_server.metadata import build_metadata
@@ -33,12 +33,14 @@ from epicme.authorization_server.token_endpoint import token
 from epicme.config import Settings
 from epicme.storage import grants
 from epicme.storage.database import Database, StoreUnavailable
+from epicme.storage.migrations import schema_problem
 from epicme.storage.server_secrets import load_or_create_secret
 from epicme.web.cors import CorsMiddleware, path_policy, public_rule
 from epicme.web.errors import EXCEPTION_HANDLERS, CatchAllMiddleware
 from epicme.web.favicon import FAVICON_PATH, favicon
 from epicme.web.home import HOME_PATH, home_endpoint
 from epicme.web.limits import BodyLimitMiddleware
+from epicme.web.readiness import READYZ_PATH, readiness_endpoint
 
 log = logging.getLogger("epicme")
 Handler = Callable[[Request, ServerContext], Awaitable[Response]]
@@ -123,6 +125,17 @@ def build_authorization_app(ctx: ServerContext) -> Starlette:
         # Short-lived in caches, so a rotated key is seen within minutes.
         return JSONResponse(ring.jwks, headers={"Cache-Control": "public, max-age=300"})
 
+    async def signing_key_problem() -> str | None:
+        try:
+            await ctx.keys.ring()
+        except KeyMaterialError as exc:
+            return str(exc)
+        except StoreUnavailable:
+            return "cannot be loaded: the store does not answer (EPICME_DATABASE_URL)"
+        return None
+
+    readyz = readiness_endpoint({"store": lambda: schema_problem(ctx.db), "signing key": signing_key_problem})
+
     async def healthcheck(request: Request) -> Response:
         return PlainTextResponse("OK")
 
@@ -143,6 +156,7 @@ def build_authorization_app(ctx: ServerContext) -> Starlette:
         Route(paths.REVOKE, bind(revoke), methods=["POST"]),
         Route(paths.INTROSPECT, bind(introspect), methods=["POST"]),
         Route(paths.HEALTHCHECK, healthcheck, methods=["GET", "HEAD"]),
+        Route(READYZ_PATH, readyz, methods=["GET", "HEAD"]),
         Route(FAVICON_PATH, favicon, methods=["GET", "HEAD"]),
     ]
     app = Starlette(

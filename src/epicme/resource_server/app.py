@@ -8,7 +8,8 @@ preflight is answered before any authentication), the catch-all, the body limit,
     /.well-known/oauth-authorization-server       the authorization server's metadata, re-served
     /.well-known/openid-configuration             the same document (as_metadata_proxy.py)
     /                                             a small page: what this is, the MCP URL (web/home.py)
-    /healthcheck                                  200 "OK"
+    /healthcheck                                  200 "OK" (liveness)
+    /readyz                                       readiness: 200, or 503 naming what is not ready
     /favicon.ico                                  EpicMe's icon
     /mcp                                          the gate, then the MCP app (mcp_endpoint.py)
     anything else                                 404 "Not found" (with CORS headers, as every answer)
@@ -18,7 +19,7 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Callable, Mapping
 from contextlib import AbstractAsyncContextManager, AsyncExitStack, asynccontextmanager
 from typing import Any
 
@@ -55,6 +56,7 @@ from epicme.web.errors import EXCEPTION_HANDLERS, CatchAllMiddleware
 from epicme.web.favicon import FAVICON_PATH, favicon
 from epicme.web.home import HOME_PATH, home_endpoint
 from epicme.web.limits import BodyLimitMiddleware
+from epicme.web.readiness import READYZ_PATH, ReadinessCheck, readiness_endpoint
 
 HEALTHCHECK_PATH = "/healthcheck"
 WELL_KNOWN_PREFIX = "/.well-known/"
@@ -92,6 +94,14 @@ async def _http_exception(request: Request, exc: Exception) -> Response:
     if exc.status_code == 404:
         return PlainTextResponse("Not found", status_code=404)
     return PlainTextResponse(exc.detail, status_code=exc.status_code, headers=exc.headers)
+
+
+async def _metadata_problem(metadata: AuthorizationServerMetadata) -> str | None:
+    try:
+        await metadata.get()
+    except UpstreamUnavailable as exc:
+        return f"its metadata cannot be had (EPICME_AUTHORIZATION_SERVER): {exc.description}"
+    return None
 
 
 async def _upstream_unavailable(request: Request, exc: Exception) -> Response:
@@ -135,21 +145,26 @@ def build_resource_app(
     mcp_app: McpApp,
     required_scopes: RequiredScopes,
     lifespan: Lifespan | None = None,
+    readiness: Mapping[str, ReadinessCheck] | None = None,
     http_client: httpx2.AsyncClient | None = None,
     clock: Clock = time.monotonic,
 ) -> Starlette:
     """The resource server. `mcp_app` receives each authenticated `/mcp` request with what the gate
     learned (an McpRequest; sdk_adapter.py has one for the SDK's transport and one for any ASGI
     app); its lifespan (e.g. the SDK session manager's `run()`) is not started by this app: pass
-    it as `lifespan`. `http_client` reaches the authorization server
-    (one is made, and closed at shutdown, if not given). `clock` drives the metadata and key
-    caches, for tests."""
+    it as `lifespan`. `readiness` adds checks of the app's own (its store, say) to `/readyz`.
+    `http_client` reaches the authorization server (one is made, and closed at shutdown, if not
+    given). `clock` drives the metadata and key caches, for tests."""
     owns_client = http_client is None
     client = http_client or httpx2.AsyncClient(timeout=DEFAULT_TIMEOUT, follow_redirects=False)
     metadata = AuthorizationServerMetadata(settings.trusted_issuer, client, clock=clock)
     verifier = build_token_verifier(settings, metadata, client, clock=clock)
     gate = BearerGate(settings=settings, verifier=verifier, required_scopes=required_scopes)
     prm_document = protected_resource_metadata_document(settings)
+    checks = dict(readiness or {})
+    if not settings.uses_embedded_authorization_server:
+        # An external authorization server's metadata (and keys) must be at hand to verify a token.
+        checks["authorization server"] = lambda: _metadata_problem(metadata)
     prm = protected_resource_metadata_endpoint(prm_document)
 
     @asynccontextmanager
@@ -169,6 +184,7 @@ def build_resource_app(
             Route(OPENID_CONFIGURATION_PATH, metadata.serve, methods=["GET"]),
             Route(HOME_PATH, home_endpoint(settings, "resource_server"), methods=["GET"]),
             Route(HEALTHCHECK_PATH, healthcheck, methods=["GET"]),
+            Route(READYZ_PATH, readiness_endpoint(checks), methods=["GET"]),
             Route(FAVICON_PATH, favicon, methods=["GET", "HEAD"]),
         ],
         middleware=[

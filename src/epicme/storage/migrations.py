@@ -15,7 +15,7 @@ from sqlalchemy import Connection, Index, Table, select, text
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from epicme.storage import schema
-from epicme.storage.database import Database
+from epicme.storage.database import Database, StoreUnavailable
 
 _ADVISORY_LOCK_ID = 0x6570_6963  # "epic"
 
@@ -87,6 +87,17 @@ async def current_version(db: Database) -> int:
             return 0
         versions = (await conn.execute(select(schema.schema_migrations.c.version))).scalars().all()
         return max(versions, default=0)
+
+
+async def schema_problem(db: Database) -> str | None:
+    """For readiness: None when the store answers and has the latest schema, else why not."""
+    try:
+        version = await current_version(db)
+    except StoreUnavailable:
+        return "the store does not answer (EPICME_DATABASE_URL)"
+    if version != LATEST_VERSION:
+        return f"the store's schema is at version {version}, this EpicMe needs {LATEST_VERSION}: run `epicme migrate`"
+    return None
 
 
 async def migrate(db: Database) -> list[Migration]:
