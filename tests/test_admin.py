@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import io
+import itertools
 import json
 import os
 import re
@@ -95,6 +96,11 @@ def assert_one_line_error(run: Run, message: str) -> None:
 # -- Seeding the store --------------------------------------------------------------------------------
 
 
+# Seeded records are one second apart, in the order a test makes them: listings sort by time
+# (then by random ID), and records made within one second would otherwise come out in any order.
+SEEDED = itertools.count()
+
+
 async def seed_grant(
     db: Database, user_id: str, client_id: str, *, scope: str = "user:read entries:read", now: int | None = None
 ) -> Grant:
@@ -102,7 +108,12 @@ async def seed_grant(
     still valid, and the consent remembered."""
     now = now or int(time.time())
     grant = Grant(
-        id=str(uuid.uuid4()), client_id=client_id, user_id=user_id, resource=RESOURCE, scope=scope, created_at=now - 60
+        id=str(uuid.uuid4()),
+        client_id=client_id,
+        user_id=user_id,
+        resource=RESOURCE,
+        scope=scope,
+        created_at=now - 60 + next(SEEDED),
     )
     code = AuthorizationCode(
         code_hash=uuid.uuid4().hex,
@@ -177,7 +188,7 @@ async def save_client(db: Database, name: str, *, secret: str | None = None) -> 
             client_id=client_id,
             secret_hash=digest(secret) if secret else None,
             client_secret_expires_at=0,
-            client_id_issued_at=int(time.time()) - 3600,
+            client_id_issued_at=int(time.time()) - 3600 + next(SEEDED),
             metadata=metadata,
         ),
     )
@@ -377,7 +388,10 @@ async def test_clients_list_show_and_no_secrets(epicme: Any, sqlite_db: Database
     assert listed.status == 0
     header, *rows = listed.out.splitlines()
     assert header.split() == ["CLIENT", "ID", "KIND", "NAME", "AUTH", "REGISTERED", "GRANTS", "(LIVE/ALL)"]
-    assert [row.split()[0] for row in rows] == [confidential, public, CIMD_CLIENT]
+    # Registered clients by registration time (then ID: both may share a second), then the
+    # metadata-document clients known from their grants.
+    ids = [row.split()[0] for row in rows]
+    assert sorted(ids[:2]) == sorted([confidential, public]) and ids[2:] == [CIMD_CLIENT]
     assert "\x1b" not in listed.out and "\u202e" not in listed.out
     assert "Evil \\x1b[2J\\u202eApp" in listed.out
     assert "metadata document" in rows[2] and rows[2].endswith("1/1")
@@ -543,12 +557,11 @@ async def test_grants_list_and_revoke_text_and_json(epicme: Any, sqlite_db: Data
         "note",
     }
     assert (again["id"], again["already_revoked"], again["user"]) == (alice_grant.id, True, ALICE.email)
-    after = (await epicme("grants", "list", "--json")).json()
-    assert [(grant["state"], grant["refresh_token_expires_at"]) for grant in after] == [
-        ("revoked", None),
-        ("live", after[1]["refresh_token_expires_at"]),
-    ]
-    assert ISO_TIME.fullmatch(after[0]["revoked_at"])
+    after = {grant["id"]: grant for grant in (await epicme("grants", "list", "--json")).json()}
+    assert (after[alice_grant.id]["state"], after[alice_grant.id]["refresh_token_expires_at"]) == ("revoked", None)
+    (bobs,) = (grant for grant_id, grant in after.items() if grant_id != alice_grant.id)
+    assert bobs["state"] == "live" and ISO_TIME.fullmatch(bobs["refresh_token_expires_at"])
+    assert ISO_TIME.fullmatch(after[alice_grant.id]["revoked_at"])
 
 
 async def test_grants_unknown_ids_are_one_line_errors(epicme: Any, sqlite_db: Database) -> None:
@@ -787,13 +800,13 @@ async def test_the_commands_store_functions_on_sqlite_and_postgresql(db: Databas
     alice = await sign_up(db, ALICE)
     bob = await sign_up(db, BOB)
     notes = await save_client(db, "Notes")
-    kept = await seed_grant(db, bob, notes)
-    revoked = await seed_grant(db, alice, notes)
-    cimd = await seed_grant(db, alice, CIMD_CLIENT)
+    kept = await seed_grant(db, bob, notes, now=now)
+    revoked = await seed_grant(db, alice, notes, now=now)
+    cimd = await seed_grant(db, alice, CIMD_CLIENT, now=now)
     await seed_journal(db, alice)
 
-    # Oldest first; these three share a creation time, so the order among them is by id.
-    assert [summary.grant.id for summary in await grants.list_grants(db, now)] == sorted([kept.id, revoked.id, cimd.id])
+    # Oldest first (the seeded grants are a second apart).
+    assert [summary.grant.id for summary in await grants.list_grants(db, now)] == [kept.id, revoked.id, cimd.id]
     mine = await grants.list_grants(db, now, user_id=alice)
     assert {summary.grant.id for summary in mine} == {revoked.id, cimd.id}
     assert all(summary.user_email == ALICE.email and summary.refresh_token_expires_at == now + 3600 for summary in mine)
