@@ -14,6 +14,7 @@ import stat
 import subprocess
 import sys
 import time
+import urllib.request
 from pathlib import Path
 
 import pytest
@@ -127,7 +128,10 @@ def serve_env(tmp_path: Path, as_port: int, rs_port: int) -> dict[str, str]:
 
 
 def is_free(port: int) -> bool:
+    """Nothing listens on `port`. SO_REUSEADDR, as a server binds: a connection that ended leaves
+    the port in TIME_WAIT for a minute, which is not something left bound."""
     with socket.socket() as probe:
+        probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         try:
             probe.bind(("127.0.0.1", port))
         except OSError:
@@ -184,12 +188,18 @@ def test_ctrl_c_stops_serve_quietly_with_130_and_an_open_store_is_warned_about(
     )
     try:
         wait_for_line(process, "MCP server")
+        # The resource server fetches the authorization server's metadata to re-serve it: a request
+        # its HTTP client would log at INFO, library noise that serve leaves out.
+        metadata = f"http://127.0.0.1:{rs_port}/.well-known/oauth-authorization-server"
+        with urllib.request.urlopen(metadata, timeout=10) as response:
+            assert response.status == 200
         process.send_signal(signal.SIGINT)
         _, err = process.communicate(timeout=QUICK + 5)
     finally:
         process.kill()
     assert process.returncode == 130
     assert "Traceback" not in err and "KeyboardInterrupt" not in err
+    # The warning, and nothing else: no uvicorn lifecycle lines, no SDK or HTTP client chatter.
     assert err.count("\n") == 1 and err.endswith(
         f"WARNING epicme: the store {store} can be read by other users of this machine, and it holds the "
         f"signing keys: chmod 600 {store}\n"

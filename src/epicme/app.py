@@ -123,10 +123,13 @@ def listening_socket(host: str, port: int, *, shared: bool) -> socket.socket:
         if shared:
             sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
         sock.bind(address)
+        # Listening from here on: a client that connects while start-up finishes waits in the
+        # backlog instead of being refused; uvicorn accepts once it serves.
+        sock.listen(2048)
     except OSError:
         sock.close()
         raise
-    return sock  # uvicorn starts listening on it
+    return sock
 
 
 def bind_services(settings: Settings) -> dict[str, socket.socket]:
@@ -235,8 +238,9 @@ def serve(settings: Settings) -> int:
     logging.basicConfig(level=settings.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     if settings.log_level != "debug":
         # Each uvicorn server says "Started server process", "Waiting for application startup"...,
-        # twice over for two services, and the SDK that its session manager started: nothing
-        # `EpicMe is starting` does not say. Their warnings and errors still show.
-        for chatty in ("uvicorn.error", "mcp"):
+        # twice over for two services, the SDK that its session manager started, and httpx2 every
+        # request to the authorization server's metadata and keys: nothing `EpicMe is starting`
+        # does not say. Their warnings and errors still show.
+        for chatty in ("uvicorn.error", "mcp", "httpx2"):
             logging.getLogger(chatty).setLevel(logging.WARNING)
     return asyncio.run(run(settings))
