@@ -15,7 +15,10 @@ import subprocess
 import sys
 import time
 import urllib.request
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -174,6 +177,30 @@ def wait_for_line(process: subprocess.Popen[str], text: str, seconds: float = 30
     raise AssertionError(f"the process ended without printing {text!r}")
 
 
+@contextmanager
+def running(command: list[str], env: dict[str, str], **options: Any) -> Iterator[subprocess.Popen[str]]:
+    """`command` in a process group of its own, as a terminal starts it, killed if still running."""
+    process = subprocess.Popen(
+        command, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, start_new_session=True, **options
+    )
+    try:
+        yield process
+    finally:
+        if process.poll() is None:
+            os.killpg(process.pid, signal.SIGKILL)
+            process.wait()
+
+
+def ctrl_c(process: subprocess.Popen[str]) -> str:
+    """Ctrl-C as a terminal sends it (to the whole process group): the process must end with 130 and
+    no traceback. Returns what it wrote on stderr."""
+    os.killpg(process.pid, signal.SIGINT)
+    _, err = process.communicate(timeout=QUICK + 5)
+    assert process.returncode == 130
+    assert "Traceback" not in err and "KeyboardInterrupt" not in err
+    return err
+
+
 @pytest.mark.slow  # runs `epicme serve` as a process
 def test_ctrl_c_stops_serve_quietly_with_130_and_an_open_store_is_warned_about(
     capsys: pytest.CaptureFixture[str], tmp_path: Path
@@ -183,22 +210,14 @@ def test_ctrl_c_stops_serve_quietly_with_130_and_an_open_store_is_warned_about(
     assert run_cli(capsys, "migrate", "--database-url", env["EPICME_DATABASE_URL"])[0] == 0
     store = tmp_path / "epicme.db"
     store.chmod(0o644)  # as a store made before EpicMe created them private, or copied carelessly
-    process = subprocess.Popen(
-        [sys.executable, "-m", "epicme", "serve"], env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
-    )
-    try:
+    with running([sys.executable, "-m", "epicme", "serve"], env) as process:
         wait_for_line(process, "MCP server")
         # The resource server fetches the authorization server's metadata to re-serve it: a request
         # its HTTP client would log at INFO, library noise that serve leaves out.
         metadata = f"http://127.0.0.1:{rs_port}/.well-known/oauth-authorization-server"
         with urllib.request.urlopen(metadata, timeout=10) as response:
             assert response.status == 200
-        process.send_signal(signal.SIGINT)
-        _, err = process.communicate(timeout=QUICK + 5)
-    finally:
-        process.kill()
-    assert process.returncode == 130
-    assert "Traceback" not in err and "KeyboardInterrupt" not in err
+        err = ctrl_c(process)
     # The warning, and nothing else: no uvicorn lifecycle lines, no SDK or HTTP client chatter.
     assert err.count("\n") == 1 and err.endswith(
         f"WARNING epicme: the store {store} can be read by other users of this machine, and it holds the "
@@ -210,47 +229,20 @@ def test_ctrl_c_stops_serve_quietly_with_130_and_an_open_store_is_warned_about(
 @pytest.mark.slow  # runs `epicme` as a process
 def test_ctrl_c_at_the_password_prompt_is_130(tmp_path: Path) -> None:
     env = {**os.environ, "EPICME_DATABASE_URL": f"sqlite:///{tmp_path / 'e.db'}"}
-    process = subprocess.Popen(
-        [sys.executable, "-m", "epicme", "users", "add", "someone@example.com"],
-        env=env,
-        stdin=subprocess.PIPE,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-    )
-    try:
+    command = [sys.executable, "-m", "epicme", "users", "add", "someone@example.com"]
+    with running(command, env, stdin=subprocess.PIPE) as process:
         # Without a terminal, getpass warns on stderr, then reads standard input: the prompt is up.
         assert process.stderr is not None
         deadline = time.monotonic() + 30
         while "Password" not in process.stderr.readline():
             assert time.monotonic() < deadline
-        process.send_signal(signal.SIGINT)
-        _, err = process.communicate(timeout=QUICK + 5)
-    finally:
-        process.kill()
-    assert process.returncode == 130
-    assert "Traceback" not in err and "KeyboardInterrupt" not in err
+        ctrl_c(process)
 
 
 @pytest.mark.slow  # runs `python3 dev.py serve` as a person does
 def test_ctrl_c_on_the_readmes_command_is_quiet(tmp_path: Path) -> None:
     as_port, rs_port = free_port(), free_port()
-    # Its own process group, as a terminal makes: Ctrl-C signals dev.py and epicme together.
-    process = subprocess.Popen(
-        [sys.executable, str(ROOT / "dev.py"), "serve"],
-        env=serve_env(tmp_path, as_port, rs_port),
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-        start_new_session=True,
-    )
-    try:
+    # Ctrl-C signals dev.py and the epicme it runs together, as in a terminal.
+    with running([sys.executable, str(ROOT / "dev.py"), "serve"], serve_env(tmp_path, as_port, rs_port)) as process:
         wait_for_line(process, "MCP server", seconds=120)  # dev.py may first bring .venv up to date
-        os.killpg(process.pid, signal.SIGINT)
-        _, err = process.communicate(timeout=QUICK + 5)
-    finally:
-        with_group = process.poll() is None
-        if with_group:
-            os.killpg(process.pid, signal.SIGKILL)
-    assert process.returncode == 130
-    assert "Traceback" not in err and "KeyboardInterrupt" not in err
+        ctrl_c(process)

@@ -79,10 +79,14 @@ def _jwt_note(access_tokens_expire_at: int | None, now: int) -> str:
     return JWT_NOTE.format(until=f" (the last one at {_time(until)})")
 
 
+def _no_account(email: str) -> OperatorError:
+    return OperatorError(f"no account for {users.normalize_email(email)}; `epicme users list` shows them")
+
+
 async def _user_or_fail(db: Database, email: str) -> users.User:
     user = await users.load_user_by_email(db, email)
     if user is None:
-        raise OperatorError(f"no account for {users.normalize_email(email)}; `epicme users list` shows them")
+        raise _no_account(email)
     return user
 
 
@@ -106,7 +110,7 @@ async def delete_user(settings: Settings, email: str, *, json_output: bool = Fal
     async with open_store(settings) as db:
         deletion = await users.delete_user(db, email)
     if deletion is None:
-        raise OperatorError(f"no account for {users.normalize_email(email)}; `epicme users list` shows them")
+        raise _no_account(email)
     now = _now()
     note = _jwt_note(deletion.access_tokens_expire_at, now)
     if json_output:
@@ -152,7 +156,7 @@ async def change_password(
             raise OperatorError(f"{problem} Nothing was changed.")
         changed = await users.change_password(db, user.email, hash_password(password))
     if changed is None:  # deleted meanwhile
-        raise OperatorError(f"no account for {user.email}; `epicme users list` shows them")
+        raise _no_account(user.email)
     notes = [SESSIONS_NOTE.format(ttl=settings.session_ttl), GRANTS_KEPT_NOTE.format(email=changed.email)]
     if json_output:
         _print_json(
