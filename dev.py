@@ -53,15 +53,30 @@ def main(argv: list[str]) -> int:
 
 
 def run_child(command: list[str]) -> int:
-    """Runs `command` and returns its exit status. Ctrl-C reaches the child too (same terminal), which
-    stops in its own way; this process only waits for it, instead of dying with a traceback."""
+    """Runs `command` and returns its exit status, waiting for it instead of dying with a traceback
+    on Ctrl-C. From a terminal, Ctrl-C reaches the whole foreground process group, the child too,
+    which stops in its own way; an interrupt sent to this process alone (`kill -INT`, a supervisor)
+    is passed on, so the child never outlives it."""
     child = subprocess.Popen(command, cwd=ROOT)
-    previous = signal.signal(signal.SIGINT, signal.SIG_IGN)
+
+    def pass_on(signum: int, frame: object) -> None:
+        if not _terminal_delivers_to_child():
+            child.send_signal(signum)
+
+    previous = signal.signal(signal.SIGINT, pass_on)
     try:
         status = child.wait()
     finally:
         signal.signal(signal.SIGINT, previous)
     return 128 - status if status < 0 else status  # killed by a signal: the shell's 128 + N
+
+
+def _terminal_delivers_to_child() -> bool:
+    """Whether this process runs in the foreground of a terminal, whose Ctrl-C signals the child too."""
+    try:
+        return os.tcgetpgrp(sys.stdin.fileno()) == os.getpgrp()
+    except OSError:
+        return False
 
 
 def _has_test_extras() -> bool:

@@ -246,3 +246,15 @@ def test_ctrl_c_on_the_readmes_command_is_quiet(tmp_path: Path) -> None:
     with running([sys.executable, str(ROOT / "dev.py"), "serve"], serve_env(tmp_path, as_port, rs_port)) as process:
         wait_for_line(process, "MCP server", seconds=120)  # dev.py may first bring .venv up to date
         ctrl_c(process)
+
+
+@pytest.mark.slow  # runs `python3 dev.py serve` as a supervisor does
+def test_an_interrupt_sent_to_dev_py_alone_stops_what_it_runs(tmp_path: Path) -> None:
+    as_port, rs_port = free_port(), free_port()
+    with running([sys.executable, str(ROOT / "dev.py"), "serve"], serve_env(tmp_path, as_port, rs_port)) as process:
+        wait_for_line(process, "MCP server", seconds=120)
+        process.send_signal(signal.SIGINT)  # to dev.py only, not to its process group
+        _, err = process.communicate(timeout=QUICK + 5)
+    assert process.returncode == 130
+    assert "Traceback" not in err and "KeyboardInterrupt" not in err
+    assert is_free(as_port) and is_free(rs_port)  # the epicme it ran is gone too
