@@ -37,7 +37,15 @@ ALLOWED: dict[str, set[str]] = {
         "doctor",
     },
 }
-ENTRY_MODULES = {"epicme.app", "epicme.jobs", "epicme.cli", "epicme.__main__", "epicme.operator_errors", "epicme.admin"}
+ENTRY_MODULES = {
+    "epicme.app",
+    "epicme.jobs",
+    "epicme.cli",
+    "epicme.__main__",
+    "epicme.operator_errors",
+    "epicme.admin",
+    "epicme.logs",
+}
 
 
 def module_name(path: Path) -> str:

@@ -48,8 +48,9 @@ def uvicorn_server(app: ASGIApp, *, log_level: str = "info") -> uvicorn.Server:
 
 
 def setup_logging(level: str = "info") -> None:
-    """The logging `epicme serve` sets up (jobs.serve), for every contender alike. Done before any
-    MCPServer is built, so the SDK's own `configure_logging` leaves it alone."""
+    """Logging for the other contenders, as they ship (EpicMe's servers set up theirs as `epicme
+    serve` does, epicme.logs). Done before any MCPServer is built, so the SDK's own
+    `configure_logging` leaves it alone."""
     logging.basicConfig(level=level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s")
 
 

@@ -7,8 +7,9 @@ from __future__ import annotations
 
 import asyncio
 
-from common import CountingApp, base_parser, listening_socket, setup_logging, uvicorn_server
+from common import CountingApp, base_parser, listening_socket, uvicorn_server
 
+from epicme import logs
 from epicme.app import settle_heap
 from epicme.authorization_server.app import build_authorization_app, build_context
 from epicme.authorization_server.passwords import hash_password
@@ -25,7 +26,7 @@ async def main() -> None:
     parser.add_argument("--email", required=True)
     parser.add_argument("--password", required=True)
     args = parser.parse_args()
-    setup_logging(args.log_level)
+    logs.configure(args.log_level, "text")  # as `epicme serve` does: access lines included
     settings = Settings(
         issuer=f"http://127.0.0.1:{args.port}",
         resource_url=args.resource_url,

@@ -9,9 +9,10 @@ from __future__ import annotations
 
 import asyncio
 
-from common import ReplicaHeader, base_parser, listening_socket, setup_logging, uvicorn_server
+from common import ReplicaHeader, base_parser, listening_socket, uvicorn_server
 from starlette.types import ASGIApp
 
+from epicme import logs
 from epicme.app import build_mcp_server, settle_heap
 from epicme.config import Settings
 from epicme.storage.database import Database
@@ -27,7 +28,7 @@ async def main() -> None:
     parser.add_argument("--private-port", type=int)
     parser.add_argument("--replica")
     args = parser.parse_args()
-    setup_logging(args.log_level)
+    logs.configure(args.log_level, "text")  # as `epicme serve` does: access lines included
     settings = Settings(
         issuer=args.issuer,
         resource_url=args.resource_url,

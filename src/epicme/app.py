@@ -15,6 +15,7 @@ import uvicorn
 from starlette.applications import Starlette
 from starlette.types import ASGIApp
 
+from epicme import logs
 from epicme.authorization_server.key_encryption import KeyMaterialError
 from epicme.config import Settings
 from epicme.jobs import ensure_demo_account, open_store
@@ -235,12 +236,5 @@ async def _serve_until_stopped(
 
 
 def serve(settings: Settings) -> int:
-    logging.basicConfig(level=settings.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-    if settings.log_level != "debug":
-        # Each uvicorn server says "Started server process", "Waiting for application startup"...,
-        # twice over for two services, the SDK that its session manager started, and httpx2 every
-        # request to the authorization server's metadata and keys: nothing `EpicMe is starting`
-        # does not say. Their warnings and errors still show.
-        for chatty in ("uvicorn.error", "mcp", "httpx2"):
-            logging.getLogger(chatty).setLevel(logging.WARNING)
+    logs.configure(settings.log_level, settings.log_format)
     return asyncio.run(run(settings))

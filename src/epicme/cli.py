@@ -33,6 +33,7 @@ _SERVE_FLAGS = {
         "Trust this external authorization server instead of the embedded one.",
     ),
     "log_level": ("--log-level", "debug, info, warning or error."),
+    "log_format": ("--log-format", "text (default) or json: one JSON object per line."),
 }
 
 

@@ -155,7 +155,12 @@ class Settings(BaseSettings):
     key_encryption_key_file: str | None = Field(
         None, description="File holding the key-encryption key (at least 16 bytes; surrounding whitespace ignored)."
     )
-    log_level: Literal["debug", "info", "warning", "error"] = Field("info", description="Log level.")
+    log_level: Literal["debug", "info", "warning", "error"] = Field(
+        "info", description="Level of EpicMe's own log lines; libraries log only warnings and errors."
+    )
+    log_format: Literal["text", "json"] = Field(
+        "text", description="`text` lines for people, or `json`: one JSON object per line, for log shippers."
+    )
 
     @field_validator("scopes", "baseline_scopes", "allowed_origins", mode="before")
     @classmethod

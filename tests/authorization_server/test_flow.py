@@ -8,6 +8,7 @@ import jwt
 import pytest
 from jwt import PyJWKSet
 
+from epicme.logs import JsonFormatter, TextFormatter
 from epicme.storage.database import Database
 from tests.authorization_server.conftest import USER_PASSWORD, AuthServer
 from tests.support.browser import redirect_params
@@ -154,6 +155,12 @@ async def test_no_secret_reaches_the_logs(auth_server: AuthServer, caplog: pytes
     # receives the code by design; every server-side logger is checked.
     server_records = [record for record in caplog.records if not record.name.startswith(("httpcore2", "httpx2"))]
     assert server_records, "the server logged nothing at DEBUG: the check would be empty"
-    logged = "\n".join(record.getMessage() + str(record.args) + str(record.exc_info) for record in server_records)
+    # Each record as `serve` prints it, in both formats (fields included), and as raw parts.
+    formatters = (TextFormatter(), JsonFormatter())
+    logged = "\n".join(
+        f"{record.args} {record.exc_info} " + " ".join(formatter.format(record) for formatter in formatters)
+        for record in server_records
+    )
+    assert '"event": "token_issued"' in logged  # the audit records are among them
     for secret in secrets:
         assert secret not in logged

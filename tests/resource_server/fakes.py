@@ -23,6 +23,7 @@ from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 from starlette.types import Receive, Scope, Send
 
+from epicme.oauth.principal import attached
 from epicme.resource_server.mcp_endpoint import McpRequest
 from tests.support.servers import LiveServer, free_port
 
@@ -224,9 +225,15 @@ async def echo_app(request: McpRequest, scope: Scope, receive: Receive, send: Se
                 "route_root_path",
             }
         ),
+        "principal": attached_user(scope),
         "body": request.body.decode(errors="replace"),
     }
     await JSONResponse(payload)(scope, receive, send)
+
+
+def attached_user(scope: Scope) -> str | None:
+    principal = attached(scope)
+    return principal.user_id if principal is not None else None
 
 
 TOOL_SCOPES: dict[str, frozenset[str]] = {

@@ -132,9 +132,11 @@ async def test_valid_token_reaches_the_app_with_its_principal(rs: ResourceServer
     assert echoed["user_id"] == "user-1"
     assert echoed["client_id"] == "client-1"
     assert echoed["scopes"] == ["entries:read", "tags:read", "user:read"]
-    # MCP: the token is never passed on, not even to the app behind the gate: the gate leaves
-    # nothing in the request's scope; what it learned goes on as the McpRequest alone.
-    assert echoed["carried"] == []
+    # MCP: the token is never passed on, not even to the app behind the gate: the gate leaves only
+    # the verified principal in the request's scope (for the SDK's handlers and the access line),
+    # which is the token's meaning, not the token.
+    assert echoed["carried"] == ["epicme.principal"]
+    assert echoed["principal"] == echoed["user_id"]
 
 
 async def test_expired_within_the_leeway_is_accepted(rs: ResourceServer) -> None:

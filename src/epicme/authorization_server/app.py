@@ -35,6 +35,7 @@ from epicme.storage import grants
 from epicme.storage.database import Database, StoreUnavailable
 from epicme.storage.migrations import schema_problem
 from epicme.storage.server_secrets import load_or_create_secret
+from epicme.web.access_log import AccessLoggedApp
 from epicme.web.cors import CorsMiddleware, path_policy, public_rule
 from epicme.web.errors import EXCEPTION_HANDLERS, CatchAllMiddleware
 from epicme.web.favicon import FAVICON_PATH, favicon
@@ -159,7 +160,9 @@ def build_authorization_app(ctx: ServerContext) -> Starlette:
         Route(READYZ_PATH, readyz, methods=["GET", "HEAD"]),
         Route(FAVICON_PATH, favicon, methods=["GET", "HEAD"]),
     ]
-    app = Starlette(
+    app = AccessLoggedApp(
+        service="authorization_server",
+        cors=CORS_POLICY,
         routes=routes,
         middleware=[
             Middleware(CorsMiddleware, policy=CORS_POLICY),

@@ -23,6 +23,7 @@ from epicme.authorization_server.context import ServerContext
 from epicme.authorization_server.login import read_form
 from epicme.authorization_server.pages import error_page, render
 from epicme.oauth import errors
+from epicme.oauth.audit import audit
 from epicme.oauth.loopback import is_loopback_host
 from epicme.oauth.opaque import digest, new_secret
 from epicme.oauth.redirect_uris import is_loopback_redirect
@@ -30,6 +31,7 @@ from epicme.oauth.scopes import format_scope, parse_scope
 from epicme.storage import grants, users
 from epicme.storage.grants import AuthorizationCode, Grant
 from epicme.storage.users import User
+from epicme.web.access_log import note_caller
 
 # Form fields of the consent page that are not authorization request parameters.
 _CONSENT_FIELDS = ("csrf_token", "decision", GRANT_FIELD)
@@ -102,6 +104,14 @@ async def _issue_code(
             consented = await grants.load_consent_scope(conn, user.id, request.client.client_id, request.resource)
             remembered = format_scope(ordered([*consented, *granted], order))
             await grants.save_consent(conn, user.id, request.client.client_id, remembered, request.resource, now)
+    audit(
+        "consent",
+        "access allowed" if ticked is not None else "access allowed before: not asked again",
+        decision="allow" if ticked is not None else "remembered",
+        user_id=user.id,
+        client_id=request.client.client_id,
+        scope=scope,
+    )
     return _redirect(ctx, request.redirect_uri, {"code": code, "state": request.state})
 
 
@@ -175,6 +185,7 @@ async def authorize(request: Request, ctx: ServerContext) -> Response:
 
     session = ctx.sessions.load(request)
     user = await users.load_user(ctx.db, session.user_id) if session and session.user_id else None
+    note_caller(request.scope, client_id=auth_request.client.client_id, user_id=user.id if user else None)
 
     if decision is not None:
         # The consent form. Only the signed-in user's own page can submit it (CSRF, RFC 9700 §4.7).
@@ -188,6 +199,7 @@ async def authorize(request: Request, ctx: ServerContext) -> Response:
             async with ctx.db.read() as conn:
                 live, plan = await _plan(ctx, auth_request, user, conn)
             return await _issue_code(ctx, auth_request, user, plan, live, ticked=ticked)
+        audit("consent", "access denied", decision="deny", user_id=user.id, client_id=auth_request.client.client_id)
         denied = errors.AccessDenied("The user denied access.")
         return _error_redirect(ctx, RedirectError(denied, auth_request.redirect_uri, auth_request.state))
 

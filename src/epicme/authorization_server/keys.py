@@ -19,6 +19,7 @@ from cryptography.hazmat.primitives.asymmetric import ec
 from jwt.algorithms import ECAlgorithm
 
 from epicme.authorization_server.key_encryption import KeyEncryption, KeyMaterialError
+from epicme.oauth.audit import audit
 from epicme.oauth.opaque import new_secret
 from epicme.storage import signing_keys
 from epicme.storage.database import Database
@@ -115,7 +116,12 @@ class KeyStore:
             ring = self._ring = await self._load()  # at start-up: a key it cannot open stops it
         elif time.monotonic() - ring.loaded_at > self._refresh_seconds:
             try:
-                ring = self._ring = await self._load()
+                previous, ring = ring, await self._load()
+                self._ring = ring
+                if ring.signing_kid != previous.signing_kid:
+                    audit(
+                        "key_rotated", "signing with a new key", kid=ring.signing_kid, previous_kid=previous.signing_kid
+                    )
             except KeyMaterialError as exc:
                 # A key rotated in with another key-encryption key: keep signing with the key in
                 # hand (still published, so its tokens stay valid) and say so, rather than fail

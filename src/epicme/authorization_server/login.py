@@ -15,8 +15,10 @@ from epicme.authorization_server.pages import error_page, render
 from epicme.authorization_server.passwords import verify_password
 from epicme.authorization_server.sessions import Session
 from epicme.oauth import errors
+from epicme.oauth.audit import audit
 from epicme.storage import users
 from epicme.storage.users import normalize_email
+from epicme.web.access_log import note_caller
 
 MAX_EMAIL_LENGTH = 320
 _VISIBLE_ASCII = re.compile(r"[\x21-\x7e]*")
@@ -118,13 +120,17 @@ async def login_submit(request: Request, ctx: ServerContext) -> Response:
             error=f"Too many failed sign-in attempts. Try again in {minutes} minute{'s' if minutes > 1 else ''}.",
         )
         throttled.headers["Retry-After"] = str(wait)
+        audit("sign_in", "sign-in refused: too many failures", outcome="throttled", email=email, address=address)
         return throttled
     user = await users.load_user_by_email(ctx.db, email)
     if not await verify_password(user.password_hash if user else None, password) or user is None:
+        audit("sign_in", "sign-in failed", outcome="failure", email=email, address=address)
         return await _login_page(
             ctx, session, return_to, email=email, status_code=400, error="That e-mail and password don't match."
         )
     await ctx.throttle.record_success(email, address)
+    note_caller(request.scope, user_id=user.id)
+    audit("sign_in", "signed in", outcome="success", user_id=user.id, address=address)
     signed_in = ctx.sessions.new(user.id)
     if return_to:
         response: Response = RedirectResponse(return_to, status_code=303)
@@ -144,5 +150,8 @@ async def logout(request: Request, ctx: ServerContext) -> Response:
         response: Response = RedirectResponse(return_to, status_code=303)
     else:
         response = render("message.html", heading="You're signed out", message="You can close this window.")
+    if session is not None and session.user_id:
+        note_caller(request.scope, user_id=session.user_id)
+        audit("sign_out", "signed out", user_id=session.user_id)
     ctx.sessions.clear(response)
     return response

@@ -16,11 +16,13 @@ from starlette.responses import JSONResponse, Response
 
 from epicme.authorization_server.context import ServerContext
 from epicme.config import Settings
+from epicme.oauth.audit import audit
 from epicme.oauth.errors import NO_STORE, InvalidClientMetadata, OAuthError
 from epicme.oauth.opaque import digest, new_secret
 from epicme.oauth.redirect_uris import check_redirect_uri
 from epicme.oauth.scopes import format_scope, parse_scope
 from epicme.storage import clients as client_store
+from epicme.web.access_log import note_caller
 
 AUTH_METHODS = ("none", "client_secret_basic", "client_secret_post")
 GRANT_TYPES = ("authorization_code", "refresh_token")
@@ -154,6 +156,13 @@ async def register(request: Request, ctx: ServerContext) -> Response:
             client_id_issued_at=now,
             metadata=metadata,
         ),
+    )
+    note_caller(request.scope, client_id=client_id)
+    audit(
+        "client_registered",
+        "client registered",
+        client_id=client_id,
+        auth_method=metadata["token_endpoint_auth_method"],
     )
     response: dict[str, Any] = {"client_id": client_id, "client_id_issued_at": now, **metadata}
     if secret:

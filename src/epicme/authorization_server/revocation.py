@@ -9,6 +9,7 @@ from epicme.authorization_server.client_request import read_client_request, requ
 from epicme.authorization_server.context import ServerContext
 from epicme.authorization_server.issuance import decode_own_token
 from epicme.oauth import errors
+from epicme.oauth.audit import audit
 from epicme.oauth.opaque import digest
 from epicme.storage import grants
 
@@ -25,6 +26,7 @@ async def revoke(request: Request, ctx: ServerContext) -> Response:
     except errors.OAuthError as error:
         return error.to_response()
     now = ctx.now()
+    revoked: tuple[str, str | None] | None = None
     async with ctx.db.write() as conn:
         refresh = await grants.load_refresh_token(conn, digest(token))
         if refresh is not None:
@@ -32,10 +34,20 @@ async def revoke(request: Request, ctx: ServerContext) -> Response:
             if grant is not None and grant.client_id == client.client_id:
                 # RFC 7009 §2.1: revoking a refresh token SHOULD revoke the access tokens of its grant.
                 await grants.revoke_grant(conn, grant.id, now)
+                revoked = ("refresh_token", grant.id)
         else:
             claims = await decode_own_token(ctx, token, verify_exp=False)
             if claims is not None and claims.get("client_id") == client.client_id:
                 await grants.revoke_access_token(conn, str(claims["jti"]), now)
+                revoked = ("access_token", None)
+    if revoked is not None:
+        audit(
+            "revoked",
+            "revoked on the client's request",
+            what=revoked[0],
+            client_id=client.client_id,
+            grant_id=revoked[1],
+        )
     # RFC 7009 §2.2: 200 whether or not the token was valid, so it reveals nothing. A token of
     # another client is left alone the same way.
     return Response(status_code=200, headers=errors.NO_STORE)

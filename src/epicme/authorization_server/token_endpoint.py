@@ -8,6 +8,7 @@ that was presented wrongly is spent all the same, and a replay's revocation stic
 from __future__ import annotations
 
 import logging
+from dataclasses import dataclass
 from typing import Any
 
 from starlette.requests import Request
@@ -18,14 +19,22 @@ from epicme.authorization_server.clients import Client
 from epicme.authorization_server.context import ServerContext
 from epicme.authorization_server.issuance import issue_tokens
 from epicme.oauth import errors
+from epicme.oauth.audit import audit
 from epicme.oauth.opaque import digest
 from epicme.oauth.pkce import verify
 from epicme.oauth.scopes import format_scope, parse_scope
 from epicme.storage import grants
+from epicme.storage.grants import Grant
+from epicme.web.access_log import note_caller
 
-Outcome = dict[str, Any] | errors.OAuthError
-# Who got what, for operators; identifiers only, never a credential.
-audit = logging.getLogger("epicme.audit")
+
+@dataclass(frozen=True, slots=True)
+class Issued:
+    body: dict[str, Any]  # the token response (RFC 6749 §5.1)
+    grant: Grant
+
+
+Outcome = Issued | errors.OAuthError
 
 
 async def _authorization_code(ctx: ServerContext, client: Client, params: dict[str, str]) -> Outcome:
@@ -36,7 +45,12 @@ async def _authorization_code(ctx: ServerContext, client: Client, params: dict[s
     async with ctx.db.write() as conn:
         redemption = await grants.redeem_code(conn, digest(code), now)
         if redemption.status == "replayed":
-            audit.warning("authorization code replayed by client %s; its grant is revoked", client.client_id)
+            audit(
+                "code_replayed",
+                "authorization code replayed; its grant is revoked",
+                level=logging.WARNING,
+                client_id=client.client_id,
+            )
             return errors.InvalidGrant("The authorization code was already used; tokens issued from it are revoked.")
         record = redemption.code
         if record is None:
@@ -61,7 +75,7 @@ async def _authorization_code(ctx: ServerContext, client: Client, params: dict[s
         grant = await grants.load_grant(conn, record.grant_id)
         if grant is None or grant.revoked_at is not None:
             return errors.InvalidGrant("The authorization was revoked.")
-        return await issue_tokens(conn, ctx, grant, client, record.scope, now)
+        return Issued(await issue_tokens(conn, ctx, grant, client, record.scope, now), grant)
 
 
 async def _refresh_token(ctx: ServerContext, client: Client, params: dict[str, str]) -> Outcome:
@@ -73,7 +87,12 @@ async def _refresh_token(ctx: ServerContext, client: Client, params: dict[str, s
         if rotation.status == "revoked":
             return errors.InvalidGrant("The refresh token was revoked.")
         if rotation.status == "replayed":
-            audit.warning("refresh token reused by client %s; its token family is revoked", client.client_id)
+            audit(
+                "refresh_reused",
+                "refresh token reused; its token family is revoked",
+                level=logging.WARNING,
+                client_id=client.client_id,
+            )
             return errors.InvalidGrant("The refresh token was already used; its whole token family is revoked.")
         record = rotation.refresh_token
         if record is None:
@@ -105,7 +124,8 @@ async def _refresh_token(ctx: ServerContext, client: Client, params: dict[str, s
                     f"The scope may only narrow on refresh; not granted: {', '.join(extra) or '(empty)'}."
                 )
         # RFC 6749 §6: a new refresh token keeps the scope of the one it replaces.
-        return await issue_tokens(conn, ctx, grant, client, format_scope(scope), now, refresh_scope=record.scope)
+        body = await issue_tokens(conn, ctx, grant, client, format_scope(scope), now, refresh_scope=record.scope)
+        return Issued(body, grant)
 
 
 async def token(request: Request, ctx: ServerContext) -> Response:
@@ -124,8 +144,23 @@ async def token(request: Request, ctx: ServerContext) -> Response:
     except errors.OAuthError as error:
         return error.to_response()
     if isinstance(outcome, errors.OAuthError):
-        audit.info("token request refused: %s (%s) client %s", outcome.error, grant_type, client.client_id)
+        audit(
+            "token_refused",
+            "token request refused",
+            grant_type=grant_type,
+            client_id=client.client_id,
+            error=outcome.error,
+        )
         return outcome.to_response()
-    audit.info("tokens issued: %s grant, client %s, scope %s", grant_type, client.client_id, outcome["scope"])
+    note_caller(request.scope, user_id=outcome.grant.user_id)
+    audit(
+        "token_issued",
+        "tokens issued",
+        grant_type=grant_type,
+        client_id=client.client_id,
+        user_id=outcome.grant.user_id,
+        grant_id=outcome.grant.id,
+        scope=outcome.body["scope"],
+    )
     # RFC 6749 §5.1: token responses MUST NOT be cached.
-    return JSONResponse(outcome, headers=errors.NO_STORE)
+    return JSONResponse(outcome.body, headers=errors.NO_STORE)

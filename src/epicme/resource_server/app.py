@@ -1,7 +1,8 @@
 """The resource server as one ASGI app: CORS, discovery, the AS metadata proxy, the gated `/mcp`.
 
-Layers, outermost first: CORS (so every answer, errors included, carries its headers, and a
-preflight is answered before any authentication), the catch-all, the body limit, then the routes.
+Layers, outermost first: the front door (web/access_log.py: request id, access line, last
+resort), CORS (so every answer, errors included, carries its headers, and a preflight is answered
+before any authentication), the catch-all, the body limit, then the routes.
 `/mcp` has a stack of its own (mcp_endpoint.py), which ResourceApp calls directly:
 
     /.well-known/oauth-protected-resource[/mcp]   protected resource metadata (discovery.py)
@@ -19,7 +20,7 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import AsyncIterator, Callable, Mapping
+from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
 from contextlib import AbstractAsyncContextManager, AsyncExitStack, asynccontextmanager
 from typing import Any
 
@@ -50,6 +51,7 @@ from epicme.resource_server.mcp_endpoint import McpApp, build_mcp_stack
 from epicme.resource_server.origins import OriginPolicy
 from epicme.resource_server.upstream import DEFAULT_TIMEOUT, Clock, UpstreamUnavailable
 from epicme.resource_server.verifier import build_token_verifier
+from epicme.web.access_log import AccessLoggedApp
 from epicme.web.cors import CLIENT_REQUEST_HEADERS, CorsMiddleware, CorsPolicy, CorsRule, path_policy, public_rule
 from epicme.web.documents import DocumentSource, public_cors_headers, send_document
 from epicme.web.errors import EXCEPTION_HANDLERS, CatchAllMiddleware
@@ -110,8 +112,9 @@ async def _upstream_unavailable(request: Request, exc: Exception) -> Response:
     return exc.to_response()
 
 
-class ResourceApp(Starlette):
-    """A Starlette app that answers its two busiest kinds of request before Starlette's machinery runs.
+class ResourceApp(AccessLoggedApp):
+    """A Starlette app that answers its two busiest kinds of request before Starlette's machinery
+    runs (and, as an AccessLoggedApp, logs one line for every request).
 
     `/mcp` carries nearly every request, and every request to it goes to its own stack
     (mcp_endpoint.py), which answers every error itself: no Starlette error middleware, router or
@@ -124,19 +127,19 @@ class ResourceApp(Starlette):
     documents: dict[str, DocumentSource] = {}
     document_headers: list[tuple[bytes, bytes]] = []
 
-    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+    def handle(self, scope: Scope, receive: Receive, send: Send) -> Awaitable[None]:
+        # Not a coroutine function: it picks what answers and hands back its awaitable, so this
+        # dispatch adds no frame to the chain every suspension of the request is resumed through.
         if scope["type"] != "lifespan":
             path = scope["path"]
             if path == MCP_PATH:
-                await self.mcp_stack(scope, receive, send)
-                return
+                return self.mcp_stack(scope, receive, send)
             source = self.documents.get(path)
             if source is not None and scope["type"] == "http" and scope["method"] == "GET":
                 document = source()
                 if document is not None:
-                    await send_document(send, document, self.document_headers)
-                    return
-        await super().__call__(scope, receive, send)
+                    return send_document(send, document, self.document_headers)
+        return super().handle(scope, receive, send)
 
 
 def build_resource_app(
@@ -177,6 +180,8 @@ def build_resource_app(
 
     cors_policy = build_cors_policy(settings)
     app = ResourceApp(
+        service="resource_server",
+        cors=cors_policy,
         routes=[
             Route(PROTECTED_RESOURCE_MCP_PATH, prm, methods=["GET"]),
             Route(PROTECTED_RESOURCE_PATH, prm, methods=["GET"]),

@@ -13,6 +13,7 @@ Each check that fails has answered the request itself (a challenge, or a JSON-RP
 
 from __future__ import annotations
 
+import logging
 import re
 from collections.abc import Callable
 from typing import Any
@@ -40,6 +41,7 @@ _B64TOKEN = re.compile(r"[A-Za-z0-9\-._~+/]+=*")
 # JSON-RPC "Invalid Request"; the body carries no `id` (MCP streamable HTTP, Security Warning).
 _JSONRPC_INVALID_REQUEST = -32600
 _NO_SCOPES: frozenset[str] = frozenset()
+log = logging.getLogger(__name__)
 
 
 def bearer_token(authorization: str | None) -> str | None:
@@ -132,6 +134,8 @@ class BearerGate:
                 return None
             return await self._verifier.verify(token)
         except TokenInvalid as exc:
+            # The reason alone: the description never quotes the token.
+            log.debug("token refused: %s", exc.description)
             # MCP authorization, Token Handling: invalid or expired tokens MUST receive a 401.
             await challenge.invalid_token(self._settings, exc.description).to_response()(scope, receive, send)
             return None

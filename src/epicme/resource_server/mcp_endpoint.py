@@ -1,9 +1,10 @@
 """`/mcp`, the path nearly every request takes: from the `Authorization` header to the MCP app.
 
-The stack, built once by `build_mcp_stack`, outermost first:
+The stack, built once by `build_mcp_stack`, outermost first, behind the resource server's front
+door (web.access_log.AccessLoggedApp: the request id, the access line, and the last resort: an
+unplanned error is a clean 500, a store outage a 503, never a trace, with CORS headers):
 
     CorsMiddleware       every answer carries CORS headers; a preflight is answered here
-    CatchAllMiddleware   an unplanned error is a clean 500 (a store outage a 503), never a trace
     McpEndpoint          1. Host and Origin                        (gate.BearerGate.refusal)
                          2. the bearer token, verified: Principal   (gate.BearerGate.authenticate)
                          3. the body, bounded, parsed once          (web.limits.read_bounded_body)
@@ -13,8 +14,10 @@ The stack, built once by `build_mcp_stack`, outermost first:
                          or any ASGI MCP server (sdk_adapter.AsgiMcpApp)
 
 Everything the gate learned travels on as one frozen `McpRequest`, an argument, not in the ASGI
-scope or a context variable. The app hands the principal on where its handlers can read it
-(`oauth.principal.attach`); nothing else about the token goes further.
+scope or a context variable. Only the principal is also attached to the scope, once verified
+(`oauth.principal.attach`): the SDK hands its handlers the HTTP request and nothing else, and the
+access line names the caller of every request, refused ones included. Nothing else about the
+token goes further.
 
 One object instead of a middleware per step: each ASGI layer costs every request a frame that
 every await below passes through, and a `send` wrapper (bench/README.md).
@@ -28,10 +31,9 @@ from typing import Protocol
 import pydantic_core
 from starlette.types import ASGIApp, Receive, Scope, Send
 
-from epicme.oauth.principal import Principal
+from epicme.oauth.principal import Principal, attach
 from epicme.resource_server.gate import BearerGate, gate_headers
 from epicme.web.cors import CorsMiddleware, CorsPolicy
-from epicme.web.errors import CatchAllMiddleware
 from epicme.web.limits import BODY_METHODS, read_bounded_body
 
 
@@ -97,6 +99,7 @@ class McpEndpoint:
             principal = await gate.authenticate(authorizations, scope, receive, send)
             if principal is None:
                 return  # answered with a challenge
+        attach(scope, principal)
         method = scope["method"]
         body = b""
         message: object = NOT_JSON
@@ -117,4 +120,4 @@ class McpEndpoint:
 
 def build_mcp_stack(gate: BearerGate, app: McpApp, *, cors: CorsPolicy, max_body_bytes: int) -> ASGIApp:
     """`/mcp`'s whole stack, the one place its layers are put in order."""
-    return CorsMiddleware(CatchAllMiddleware(McpEndpoint(gate, app, max_body_bytes=max_body_bytes)), policy=cors)
+    return CorsMiddleware(McpEndpoint(gate, app, max_body_bytes=max_body_bytes), policy=cors)

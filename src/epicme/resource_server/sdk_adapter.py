@@ -12,8 +12,9 @@ answer any request. Only authenticated requests get this far. In order:
 - A POST body that is not JSON, or not a JSON-RPC message, gets its own short JSON-RPC error
   (`jsonrpc.screen_body`), and a request for a protocol version nobody serves gets -32022
   (`jsonrpc.unsupported_version`).
-- The principal is attached to the request (`oauth.principal.attach`), where the app's handlers
-  find it: the SDK hands them the HTTP request and nothing else of the transport's.
+- The principal is in the request's scope (McpEndpoint attached it, `oauth.principal.attach`),
+  where the app's handlers find it: the SDK hands them the HTTP request and nothing else of the
+  transport's.
 - An error the SDK answers outside JSON-RPC keeps its status and headers (`Allow` on a 405, say)
   and gets a JSON-RPC error object (JSON-RPC 2.0 §5.1, `id` null) saying what its text said: the
   transport-security check's plain-text `400 Invalid Content-Type header` for a POST that is not
@@ -25,7 +26,7 @@ answer any request. Only authenticated requests get this far. In order:
   status is decided before any byte has left.
 
 `AsgiMcpApp` serves any other ASGI MCP app (an SDK app with sessions of its own, say): the body
-replayed, the principal attached, and the caller also where the SDK's own auth would put it.
+replayed, and the caller also where the SDK's own auth would put it.
 """
 
 from __future__ import annotations
@@ -47,7 +48,7 @@ from starlette.authentication import AuthCredentials
 from starlette.datastructures import MutableHeaders
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from epicme.oauth.principal import Principal, attach
+from epicme.oauth.principal import Principal
 from epicme.resource_server.jsonrpc import is_plain_request, screen_body, unsupported_version
 from epicme.resource_server.mcp_endpoint import McpRequest
 from epicme.web.asgi import replaying, send_json
@@ -129,7 +130,6 @@ class SdkTransport:
             if (unsupported := unsupported_version(message, scope)) is not None:
                 await unsupported(scope, receive, send)
                 return
-        attach(scope, request.principal)
         guarded = _GuardedSend(send, self._marker)
         await self._handler(scope, replaying(request.body, receive), guarded)
         await guarded.flush()
@@ -208,7 +208,6 @@ class AsgiMcpApp:
         self._issuer = issuer
 
     async def __call__(self, request: McpRequest, scope: Scope, receive: Receive, send: Send) -> None:
-        attach(scope, request.principal)
         user, credentials = _sdk_user(request.principal, self._issuer)
         scope["user"] = user
         scope["auth"] = credentials

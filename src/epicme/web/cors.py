@@ -10,7 +10,7 @@ Shaped like Starlette's CORSMiddleware: pure ASGI, headers edited by wrapping `s
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable
+from collections.abc import Awaitable, Callable, Iterable
 from dataclasses import dataclass, field
 
 from starlette.datastructures import MutableHeaders
@@ -102,24 +102,25 @@ class CorsMiddleware:
         self.app = app
         self.policy = policy
 
-    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+    def __call__(self, scope: Scope, receive: Receive, send: Send) -> Awaitable[None]:
+        # Not a coroutine function: it hands back the awaitable of whatever answers, so this layer
+        # adds no frame to the chain every suspension of the request is resumed through.
         if scope["type"] != "http":
-            await self.app(scope, receive, send)
-            return
+            return self.app(scope, receive, send)
         rule = self.policy(scope["path"])
         if rule is None:
-            await self.app(scope, receive, send)
-            return
+            return self.app(scope, receive, send)
         cors_headers = rule.headers_for(header(scope, b"origin"))
         if cors_headers is None:
             # A disallowed origin: no CORS headers, so the browser blocks the response.
-            await self.app(scope, receive, send)
-            return
+            return self.app(scope, receive, send)
         if scope["method"] == "OPTIONS":
-            await self._preflight(send, cors_headers, rule.max_age)
-            return
+            return self._preflight(send, cors_headers, rule.max_age)
+        return self.app(scope, receive, self._sending_with(cors_headers, send))
 
-        async def send_with_cors(message: Message) -> None:
+    @staticmethod
+    def _sending_with(cors_headers: list[tuple[str, str]], send: Send) -> Send:
+        def send_with_cors(message: Message) -> Awaitable[None]:  # send's own awaitable: no extra coroutine
             if message["type"] == "http.response.start":
                 headers = MutableHeaders(scope=message)
                 for name, value in cors_headers:
@@ -127,9 +128,9 @@ class CorsMiddleware:
                         headers.add_vary_header(value)
                     else:
                         headers[name] = value
-            await send(message)
+            return send(message)
 
-        await self.app(scope, receive, send_with_cors)
+        return send_with_cors
 
     @staticmethod
     async def _preflight(send: Send, cors_headers: list[tuple[str, str]], max_age: int) -> None:

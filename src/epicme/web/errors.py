@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import logging
+from collections.abc import Awaitable, Iterable
 
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
@@ -23,9 +24,9 @@ _STORE_DOWN_BODY = {
 _STORE_DOWN = json.dumps(_STORE_DOWN_BODY).encode()
 
 
-async def send_store_down(send: Send) -> None:
+async def send_store_down(send: Send, headers: Iterable[tuple[bytes, bytes]] = ()) -> None:
     """The 503 a request gets when the store (or another dependency) is unavailable."""
-    await send_json(send, 503, _STORE_DOWN, [(b"retry-after", str(STORE_RETRY_AFTER_SECONDS).encode())])
+    await send_json(send, 503, _STORE_DOWN, [(b"retry-after", str(STORE_RETRY_AFTER_SECONDS).encode()), *headers])
 
 
 async def store_unavailable(request: Request, exc: Exception) -> Response:
@@ -42,9 +43,28 @@ EXCEPTION_HANDLERS = {TemporarilyUnavailable: store_unavailable}
 _SERVER_ERROR = json.dumps({"error": "server_error", "error_description": "An unexpected error occurred."}).encode()
 
 
+async def answer_unplanned(
+    exc: Exception, scope: Scope, send: Send, *, started: bool, headers: Iterable[tuple[bytes, bytes]] = ()
+) -> None:
+    """The last resort's answer to an exception no handler took: 503 for a dependency that is down,
+    else a logged 500; nothing when an answer had already begun (the connection closes)."""
+    # The path only: a query string could carry something secret.
+    if isinstance(exc, TemporarilyUnavailable):
+        # Raised past every handler (say, by an app mounted without Starlette's): still a 503.
+        log.warning("store unavailable during %s %s: %s", scope.get("method"), scope.get("path"), exc)
+        if not started:
+            await send_store_down(send, headers)
+        return
+    log.error("unexpected error during %s %s", scope.get("method"), scope.get("path"), exc_info=exc)
+    if not started:
+        await send_json(send, 500, _SERVER_ERROR, headers)
+
+
 class CatchAllMiddleware:
-    """The last resort, placed inside the CORS layer (Starlette's own 500 handler sits outside
-    every middleware, so its answer would carry no CORS headers and a browser could not read it)."""
+    """The last resort inside Starlette's stack, placed inside the CORS layer (Starlette's own 500
+    handler sits outside every middleware, so its answer would carry no CORS headers and a browser
+    could not read it). Outside Starlette (`/mcp`), the front door is the last resort
+    (web/access_log.py)."""
 
     __slots__ = ("app",)  # a dict per instance is one more cache line per request
 
@@ -57,22 +77,13 @@ class CatchAllMiddleware:
             return
         started = False
 
-        async def tracking_send(message: Message) -> None:
+        def tracking_send(message: Message) -> Awaitable[None]:  # send's own awaitable: no extra coroutine
             nonlocal started
             if message["type"] == "http.response.start":
                 started = True
-            await send(message)
+            return send(message)
 
         try:
             await self.app(scope, receive, tracking_send)
-        except TemporarilyUnavailable as exc:
-            # Raised past every handler (say, by an app mounted without Starlette's): still a 503.
-            log.warning("store unavailable during %s %s: %s", scope.get("method"), scope.get("path"), exc)
-            if not started:
-                await send_store_down(send)
-        except Exception:
-            # The path only: a query string could carry something secret.
-            log.exception("unexpected error during %s %s", scope.get("method"), scope.get("path"))
-            if started:
-                return  # too late for a clean answer; the connection closes
-            await send_json(send, 500, _SERVER_ERROR)
+        except Exception as exc:
+            await answer_unplanned(exc, scope, send, started=started)
