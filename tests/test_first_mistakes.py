@@ -143,10 +143,10 @@ def is_free(port: int) -> bool:
 
 
 @pytest.mark.slow  # runs `epicme serve` as a process, once per service
-@pytest.mark.parametrize("busy", ["EPICME_AS_PORT", "EPICME_RS_PORT"])
+@pytest.mark.parametrize("busy", ["EPICME_AS_PORT", "EPICME_RS_PORT", "EPICME_METRICS_PORT"])
 def test_a_busy_port_is_one_line_and_nothing_is_left_bound(tmp_path: Path, busy: str) -> None:
-    as_port, rs_port = free_port(), free_port()
-    env = serve_env(tmp_path, as_port, rs_port)
+    as_port, rs_port, metrics_port = free_port(), free_port(), free_port()
+    env = {**serve_env(tmp_path, as_port, rs_port), "EPICME_METRICS_PORT": str(metrics_port)}
     taken = int(env[busy])
     with socket.socket() as other:
         other.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
@@ -158,12 +158,12 @@ def test_a_busy_port_is_one_line_and_nothing_is_left_bound(tmp_path: Path, busy:
         )
     assert time.monotonic() - started < QUICK + 2  # the interpreter's start included
     assert result.returncode == 1
-    flag = "--as-port" if busy == "EPICME_AS_PORT" else "--rs-port"
+    flag = {"EPICME_AS_PORT": "--as-port", "EPICME_RS_PORT": "--rs-port", "EPICME_METRICS_PORT": "--metrics-port"}[busy]
     assert result.stderr == (
         f"epicme: cannot listen on 127.0.0.1:{taken} (set by {busy} or {flag}): Address already in use; "
         "another program (an `epicme serve` still running?) uses it\n"
     )
-    assert is_free(as_port) and is_free(rs_port)
+    assert is_free(as_port) and is_free(rs_port) and is_free(metrics_port)
     assert not (tmp_path / "epicme.db").exists()  # refused before the store was touched
 
 
@@ -218,10 +218,16 @@ def test_ctrl_c_stops_serve_quietly_with_130_and_an_open_store_is_warned_about(
         with urllib.request.urlopen(metadata, timeout=10) as response:
             assert response.status == 200
         err = ctrl_c(process)
-    # The warning, and nothing else: no uvicorn lifecycle lines, no SDK or HTTP client chatter.
-    assert err.count("\n") == 1 and err.endswith(
+    # The warning and the access lines (the client's request, the resource server's fetch of the
+    # metadata), nothing else: no uvicorn lifecycle lines, no SDK or HTTP client chatter.
+    lines = err.splitlines()
+    metadata_line = " INFO epicme.access: GET /.well-known/oauth-authorization-server 200 "
+    accessed = [line for line in lines if metadata_line in line]
+    assert len(accessed) == 2
+    (warning,) = [line for line in lines if line not in accessed]
+    assert warning.endswith(
         f"WARNING epicme: the store {store} can be read by other users of this machine, and it holds the "
-        f"signing keys: chmod 600 {store}\n"
+        f"signing keys: chmod 600 {store}"
     )
     assert is_free(as_port) and is_free(rs_port)
 

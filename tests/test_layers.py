@@ -45,6 +45,7 @@ ENTRY_MODULES = {
     "epicme.operator_errors",
     "epicme.admin",
     "epicme.logs",
+    "epicme.metrics_server",
 }
 
 

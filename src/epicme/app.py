@@ -13,9 +13,10 @@ from contextlib import asynccontextmanager
 
 import uvicorn
 from starlette.applications import Starlette
+from starlette.routing import Route
 from starlette.types import ASGIApp
 
-from epicme import logs
+from epicme import logs, metrics_server
 from epicme.authorization_server.key_encryption import KeyMaterialError
 from epicme.config import Settings
 from epicme.jobs import ensure_demo_account, open_store
@@ -30,6 +31,7 @@ from epicme.operator_errors import (
     listen_problem,
 )
 from epicme.resource_server.app import build_resource_app
+from epicme.resource_server.discovery import MCP_PATH
 from epicme.resource_server.sdk_adapter import SdkTransport
 from epicme.storage.database import Database, others_can_read, sqlite_path
 from epicme.storage.migrations import schema_problem
@@ -40,7 +42,8 @@ log = logging.getLogger("epicme")
 # The services `serve` runs, and the Settings field of each one's port.
 AUTHORIZATION_SERVER = "authorization server"
 RESOURCE_SERVER = "resource server"
-_PORT_FIELDS = {AUTHORIZATION_SERVER: "as_port", RESOURCE_SERVER: "rs_port"}
+METRICS = "metrics listener"
+_PORT_FIELDS = {AUTHORIZATION_SERVER: "as_port", RESOURCE_SERVER: "rs_port", METRICS: "metrics_port"}
 
 
 async def build_mcp_server(settings: Settings, db: Database) -> Starlette:
@@ -137,6 +140,8 @@ def bind_services(settings: Settings) -> dict[str, socket.socket]:
     """Every service's socket, or an OperatorError naming the port's setting, with none left bound."""
     names = [AUTHORIZATION_SERVER] if settings.uses_embedded_authorization_server else []
     names.append(RESOURCE_SERVER)
+    if settings.metrics_port is not None:
+        names.append(METRICS)
     bound: dict[str, socket.socket] = {}
     for name in names:
         field = _PORT_FIELDS[name]
@@ -187,6 +192,8 @@ async def run(settings: Settings) -> int:
                 apps = await build_apps(settings, db)
             except KeyMaterialError as exc:
                 raise OperatorError(str(exc)) from None
+            if settings.metrics_port is not None:
+                apps[METRICS] = metrics_server.enable(_route_paths(apps))
             settle_heap()
             if stopper.signalled is not None:
                 return stopper.status
@@ -197,6 +204,15 @@ async def run(settings: Settings) -> int:
             sock.close()
 
 
+def _route_paths(apps: dict[str, ASGIApp]) -> set[str]:
+    """Every path the services route, for the metrics' `route` label."""
+    paths = {MCP_PATH}
+    for app in apps.values():
+        if isinstance(app, Starlette):
+            paths.update(route.path for route in app.routes if isinstance(route, Route))
+    return paths
+
+
 def _announce(settings: Settings, db: Database, password: str | None) -> None:
     print("EpicMe is starting:")
     if settings.uses_embedded_authorization_server:
@@ -204,6 +220,8 @@ def _announce(settings: Settings, db: Database, password: str | None) -> None:
     else:
         print(f"  trusting the external authorization server {settings.authorization_server}")
     print(f"  MCP server            {settings.mcp_url}  (listening on {settings.host}:{settings.rs_port})")
+    if settings.metrics_port is not None:
+        print(f"  metrics               http://{settings.host}:{settings.metrics_port}/metrics")
     path = sqlite_path(settings.database_url)
     print(f"  store                 {path if path is not None else hide_password(settings.database_url)}")
     if path is not None and others_can_read(path):
@@ -237,4 +255,6 @@ async def _serve_until_stopped(
 
 def serve(settings: Settings) -> int:
     logs.configure(settings.log_level, settings.log_format)
+    if settings.metrics_port is not None:
+        metrics_server.prepare(settings)  # before anything imports prometheus-client
     return asyncio.run(run(settings))

@@ -34,6 +34,7 @@ _SERVE_FLAGS = {
     ),
     "log_level": ("--log-level", "debug, info, warning or error."),
     "log_format": ("--log-format", "text (default) or json: one JSON object per line."),
+    "metrics_port": ("--metrics-port", "Serve Prometheus metrics at /metrics on this port (off by default)."),
 }
 
 

@@ -158,6 +158,18 @@ class Settings(BaseSettings):
     log_level: Literal["debug", "info", "warning", "error"] = Field(
         "info", description="Level of EpicMe's own log lines; libraries log only warnings and errors."
     )
+    metrics_port: int | None = Field(
+        None,
+        ge=0,
+        le=65535,
+        description="Serve Prometheus metrics at `/metrics` on this port (off when unset); with "
+        "`EPICME_REUSE_PORT`, every process on it answers for all of them.",
+    )
+    metrics_dir: str | None = Field(
+        None,
+        description="Folder where the processes behind one metrics port keep their counts (default: "
+        "`epicme-metrics-<port>` in the temporary folder).",
+    )
     log_format: Literal["text", "json"] = Field(
         "text", description="`text` lines for people, or `json`: one JSON object per line, for log shippers."
     )

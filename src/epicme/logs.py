@@ -171,15 +171,22 @@ def _json_access_writer(write: Callable[[str], object]) -> AccessSink:
     return access_line
 
 
+def _no_lines(*request: object) -> None:
+    return None
+
+
 def configure(level: str, log_format: str, stream: TextIO | None = None) -> logging.Handler:
     """Sends every record to one handler on `stream` (stderr), once each, in `log_format`, and the
     access lines straight to the same stream in the same format."""
     out = stream or sys.stderr
     handler = logging.StreamHandler(out)
     handler.setFormatter(JsonFormatter() if log_format == "json" else TextFormatter())
-    access_log.write_lines_with(
-        _json_access_writer(out.write) if log_format == "json" else _text_access_writer(out.write)
-    )
+    if LEVELS[level] > logging.INFO:
+        access_log.write_lines_with(_no_lines)  # access lines are INFO
+    elif log_format == "json":
+        access_log.write_lines_with(_json_access_writer(out.write))
+    else:
+        access_log.write_lines_with(_text_access_writer(out.write))
     root = logging.getLogger()
     for existing in list(root.handlers):
         root.removeHandler(existing)

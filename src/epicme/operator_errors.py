@@ -25,6 +25,8 @@ FLAGS: Final = {
     "resource_url": "--resource-url",
     "authorization_server": "--authorization-server",
     "log_level": "--log-level",
+    "log_format": "--log-format",
+    "metrics_port": "--metrics-port",
 }
 # Values never printed, even in an error about themselves.
 SECRET_FIELDS: Final = frozenset({"session_secret", "introspection_client_secret", "key_encryption_key"})

@@ -39,6 +39,7 @@ from epicme.authorization_server.client_document import ClientDocument, parse_js
 from epicme.cache import SingleFlight
 from epicme.config import Settings
 from epicme.oauth.errors import InvalidClient
+from epicme.web import metrics
 from epicme.web.cache_control import freshness_lifetime
 
 logger = logging.getLogger(__name__)
@@ -194,8 +195,10 @@ class ClientMetadataFetcher:
         cached = self._cache.get(client_id)
         if cached is not None:
             if cached.expires_at > self._clock():
+                metrics.recorder.cache_lookup("client_document", True)
                 return cached
             del self._cache[client_id]
+        metrics.recorder.cache_lookup("client_document", False)
         return await self._flights.run(client_id, lambda: self._fetch_and_store(client_id))
 
     async def aclose(self) -> None:

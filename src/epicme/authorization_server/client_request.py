@@ -11,6 +11,7 @@ from epicme.authorization_server.clients import Client
 from epicme.authorization_server.context import ServerContext
 from epicme.authorization_server.login import read_form
 from epicme.oauth import errors
+from epicme.web import metrics
 from epicme.web.access_log import note_caller
 
 
@@ -22,7 +23,11 @@ async def read_client_request(
     if form is None:
         raise errors.InvalidRequest("The body must be application/x-www-form-urlencoded.")
     params = single_valued_form(form)
-    client = await authenticate_client(request, form, ctx, require_secret=require_secret)
+    try:
+        client = await authenticate_client(request, form, ctx, require_secret=require_secret)
+    except errors.InvalidClient:
+        metrics.recorder.authentication_failure("authorization_server", "invalid_client")
+        raise
     note_caller(request.scope, client_id=client.client_id)
     return params, client
 

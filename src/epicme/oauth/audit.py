@@ -20,12 +20,22 @@ ids, scopes, key ids, an e-mail for a sign-in): never a password, code, token or
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable
 
 AUDIT_LOGGER = "epicme.audit"
 _log = logging.getLogger(AUDIT_LOGGER)
+# Who else hears of each event (metrics count them), whatever the log level.
+Listener = Callable[[str, dict[str, object]], None]
+_listeners: list[Listener] = []
 
 
 def audit(event: str, message: str, *, level: int = logging.INFO, **fields: object) -> None:
     """One audit record: `message` for people, `event` and `fields` for machines."""
     if _log.isEnabledFor(level):
         _log.log(level, message, extra={"fields": {"event": event, **fields}})
+    for listener in _listeners:
+        listener(event, fields)
+
+
+def listen(listener: Listener) -> None:
+    _listeners.append(listener)

@@ -28,6 +28,7 @@ from epicme.resource_server import challenge
 from epicme.resource_server.origins import HostPolicy, OriginPolicy
 from epicme.resource_server.upstream import UpstreamUnavailable
 from epicme.resource_server.verifier import TokenInvalid, TokenVerifier
+from epicme.web import metrics
 
 # What a JSON-RPC message needs: a set of scopes (maybe empty), or None when the gate has no
 # opinion (an unknown method, say: the SDK answers it).
@@ -136,6 +137,7 @@ class BearerGate:
         except TokenInvalid as exc:
             # The reason alone: the description never quotes the token.
             log.debug("token refused: %s", exc.description)
+            metrics.recorder.authentication_failure("resource_server", "invalid_token")
             # MCP authorization, Token Handling: invalid or expired tokens MUST receive a 401.
             await challenge.invalid_token(self._settings, exc.description).to_response()(scope, receive, send)
             return None
@@ -150,6 +152,7 @@ class BearerGate:
         # MCP authorization: scope hierarchies count (write implies read; has_scopes knows).
         if not required or has_scopes(principal.scopes, required):
             return None
+        metrics.recorder.authentication_failure("resource_server", "insufficient_scope")
         description = f"This request needs the scopes: {format_scope(sorted(required))}."
         return challenge.insufficient_scope(self._settings, required, description).to_response()
 

@@ -33,6 +33,7 @@ from starlette.types import ASGIApp, Receive, Scope, Send
 
 from epicme.oauth.principal import Principal, attach
 from epicme.resource_server.gate import BearerGate, gate_headers
+from epicme.web import metrics
 from epicme.web.cors import CorsMiddleware, CorsPolicy
 from epicme.web.limits import BODY_METHODS, read_bounded_body
 
@@ -95,6 +96,8 @@ class McpEndpoint:
             await refusal(scope, receive, send)
             return
         principal = gate.cached_principal(authorizations)
+        if authorizations:
+            metrics.recorder.cache_lookup("principal", principal is not None)
         if principal is None:
             principal = await gate.authenticate(authorizations, scope, receive, send)
             if principal is None:

@@ -51,6 +51,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 from epicme.oauth.principal import Principal
 from epicme.resource_server.jsonrpc import is_plain_request, screen_body, unsupported_version
 from epicme.resource_server.mcp_endpoint import McpRequest
+from epicme.web import metrics
 from epicme.web.asgi import replaying, send_json
 from epicme.web.errors import STORE_RETRY_AFTER_SECONDS
 
@@ -171,6 +172,7 @@ class _GuardedSend:
         self._held = None
         if self._marker is not None and self._marker in body[:_ERROR_WINDOW]:
             held = {**held, "status": 503, "headers": [*held["headers"], _RETRY_AFTER]}
+            metrics.recorder.store_error()
         await self._send(held)
         await self._send(message)
 

@@ -118,14 +118,51 @@ def _through_logging(
 
 # Fields the message already says, which a text line need not repeat (JSON keeps them all).
 _IN_MESSAGE = frozenset({"method", "path", "status", "duration_ms"})
-_sink: AccessSink = _through_logging
+_line_sink: AccessSink = _through_logging
+_other_sinks: list[AccessSink] = []  # metrics (metrics_server.py)
+_sink: AccessSink = _through_logging  # what the front door calls: all of the above
 
 
 def write_lines_with(sink: AccessSink | None) -> None:
     """Where access lines go from now on, instead of through `logging` (None: through it again):
     `serve` hands them to a writer that formats them directly (logs.py), at a fraction of the cost."""
+    global _line_sink
+    _line_sink = sink or _through_logging
+    _compose()
+
+
+def add_sink(sink: AccessSink) -> None:
+    """Also tells `sink` of every answered request (metrics count them)."""
+    _other_sinks.append(sink)
+    _compose()
+
+
+def remove_sink(sink: AccessSink) -> None:
+    _other_sinks.remove(sink)
+    _compose()
+
+
+def _compose() -> None:
     global _sink
-    _sink = sink or _through_logging
+    if not _other_sinks:
+        _sink = _line_sink
+        return
+    sinks = (_line_sink, *_other_sinks)
+
+    def every_sink(
+        service: str,
+        method: str,
+        path: str,
+        status: int,
+        seconds: float,
+        request_id: str,
+        client_id: str | None,
+        user_id: str | None,
+    ) -> None:
+        for sink in sinks:
+            sink(service, method, path, status, seconds, request_id, client_id, user_id)
+
+    _sink = every_sink
 
 
 class AccessLoggedApp(Starlette):
@@ -170,18 +207,17 @@ class AccessLoggedApp(Starlette):
             await answer_unplanned(exc, scope, send_with_id, started=status != 0, headers=self._cors_headers(scope))
         finally:
             REQUEST_ID.reset(context)
-            if _logger.isEnabledFor(logging.INFO):
-                client_id, user_id = _caller(scope)
-                _sink(
-                    self.service,
-                    scope["method"],
-                    _path(scope),
-                    status,
-                    time.perf_counter() - started,
-                    request_id,
-                    client_id,
-                    user_id,
-                )
+            client_id, user_id = _caller(scope)
+            _sink(
+                self.service,
+                scope["method"],
+                _path(scope),
+                status,
+                time.perf_counter() - started,
+                request_id,
+                client_id,
+                user_id,
+            )
 
     def handle(self, scope: Scope, receive: Receive, send: Send) -> Awaitable[None]:
         return super().__call__(scope, receive, send)

@@ -11,6 +11,7 @@ from starlette.responses import JSONResponse, Response
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from epicme.oauth.errors import TemporarilyUnavailable
+from epicme.web import metrics
 from epicme.web.asgi import send_json
 
 log = logging.getLogger("epicme")
@@ -30,6 +31,7 @@ async def send_store_down(send: Send, headers: Iterable[tuple[bytes, bytes]] = (
 
 
 async def store_unavailable(request: Request, exc: Exception) -> Response:
+    metrics.recorder.store_error()
     log.warning("store unavailable during %s %s: %s", request.method, request.url.path, exc)
     return JSONResponse(
         _STORE_DOWN_BODY,
@@ -52,6 +54,7 @@ async def answer_unplanned(
     if isinstance(exc, TemporarilyUnavailable):
         # Raised past every handler (say, by an app mounted without Starlette's): still a 503.
         log.warning("store unavailable during %s %s: %s", scope.get("method"), scope.get("path"), exc)
+        metrics.recorder.store_error()
         if not started:
             await send_store_down(send, headers)
         return
