@@ -3,10 +3,9 @@ path it is given with `--path`, the way EpicMe serves its discovery documents, a
 
 from __future__ import annotations
 
-import asyncio
 from pathlib import Path
 
-from common import base_parser, listening_socket, setup_logging, uvicorn_server
+from common import base_parser, listening_socket, run, setup_logging, uvicorn_server
 from starlette.applications import Starlette
 from starlette.requests import Request
 from starlette.responses import Response
@@ -28,4 +27,4 @@ if __name__ == "__main__":
     parser.add_argument("--path", action="append", required=True)
     args = parser.parse_args()
     setup_logging(args.log_level)
-    asyncio.run(main(Path(args.document).read_bytes(), args.path, args.port))
+    run(main(Path(args.document).read_bytes(), args.path, args.port))

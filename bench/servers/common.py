@@ -1,16 +1,19 @@
 """Helpers shared by the contender processes: the listening sockets, logging, request counters.
 
 Every contender is served by uvicorn with the options EpicMe's `serve` uses (no access log, no
-`Server` header, no proxy headers), one worker, on loopback.
+`Server` header, no proxy headers; httptools, which uvicorn picks when it is installed, on uvloop),
+one worker, on loopback.
 """
 
 from __future__ import annotations
 
 import argparse
+import asyncio
 import json
 import logging
 import socket
 from collections import Counter
+from collections.abc import Coroutine
 from typing import Any
 
 import uvicorn
@@ -45,6 +48,17 @@ def uvicorn_server(app: ASGIApp, *, log_level: str = "info") -> uvicorn.Server:
         lifespan="auto",
     )
     return uvicorn.Server(config)
+
+
+def run(main: Coroutine[Any, Any, None]) -> None:
+    """Runs a contender's main() on the loop `epicme serve` uses: uvloop where it is installed
+    (it comes with EpicMe), else asyncio's own. Every contender alike."""
+    try:
+        import uvloop
+    except ImportError:
+        asyncio.run(main)
+        return
+    uvloop.run(main)
 
 
 def setup_logging(level: str = "info") -> None:

@@ -5,9 +5,7 @@ It also makes sure the benchmark's user exists. Tokens live long enough for a wh
 
 from __future__ import annotations
 
-import asyncio
-
-from common import CountingApp, base_parser, listening_socket, uvicorn_server
+from common import CountingApp, base_parser, listening_socket, run, uvicorn_server
 
 from epicme import logs
 from epicme.app import settle_heap
@@ -49,4 +47,4 @@ async def main() -> None:
 
 
 if __name__ == "__main__":
-    asyncio.run(main())
+    run(main())

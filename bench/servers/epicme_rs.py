@@ -7,9 +7,7 @@ this replica alone; `--replica` tags every response with `x-bench-replica` (scal
 
 from __future__ import annotations
 
-import asyncio
-
-from common import ReplicaHeader, base_parser, listening_socket, uvicorn_server
+from common import ReplicaHeader, base_parser, listening_socket, run, uvicorn_server
 from starlette.types import ASGIApp
 
 from epicme import logs
@@ -52,4 +50,4 @@ async def main() -> None:
 
 
 if __name__ == "__main__":
-    asyncio.run(main())
+    run(main())

@@ -3,9 +3,7 @@ checked), stateless with JSON responses: what users pick today."""
 
 from __future__ import annotations
 
-import asyncio
-
-from common import base_parser, listening_socket, setup_logging, uvicorn_server
+from common import base_parser, listening_socket, run, setup_logging, uvicorn_server
 from fastmcp import FastMCP
 from fastmcp.server.auth.providers.jwt import JWTVerifier
 from fastmcp.server.dependencies import get_access_token
@@ -44,4 +42,4 @@ async def main() -> None:
 
 
 if __name__ == "__main__":
-    asyncio.run(main())
+    run(main())

@@ -11,13 +11,12 @@ says what EpicMe's authentication and layers cost next to an SDK server treated 
 
 from __future__ import annotations
 
-import asyncio
 import json
 import urllib.request
 from typing import Any
 
 import jwt
-from common import base_parser, listening_socket, setup_logging, uvicorn_server
+from common import base_parser, listening_socket, run, setup_logging, uvicorn_server
 from mcp.server.auth.middleware.auth_context import get_access_token
 from mcp.server.auth.provider import AccessToken
 from mcp.server.auth.settings import AuthSettings
@@ -112,4 +111,4 @@ async def main() -> None:
 
 
 if __name__ == "__main__":
-    asyncio.run(main())
+    run(main())

@@ -8,8 +8,9 @@ import gc
 import logging
 import signal
 import socket
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable, Coroutine
 from contextlib import asynccontextmanager
+from typing import Any
 
 import uvicorn
 from starlette.applications import Starlette
@@ -106,6 +107,8 @@ def _server(app: ASGIApp, settings: Settings, port: int) -> uvicorn.Server:
         # uvicorn's lines go through the one handler `serve` sets up, in its format, once each.
         log_config=None,
         lifespan="auto",
+        # httptools, uvicorn's C parser, when installed (a dependency); h11 otherwise.
+        http="auto",
     )
     return uvicorn.Server(config)
 
@@ -257,4 +260,13 @@ def serve(settings: Settings) -> int:
     logs.configure(settings.log_level, settings.log_format)
     if settings.metrics_port is not None:
         metrics_server.prepare(settings)  # before anything imports prometheus-client
-    return asyncio.run(run(settings))
+    return event_loop_runner()(run(settings))
+
+
+def event_loop_runner() -> Callable[[Coroutine[Any, Any, int]], int]:
+    """uvloop where it is installed (not on Windows), else asyncio's own loop."""
+    try:
+        import uvloop
+    except ImportError:
+        return asyncio.run
+    return uvloop.run

@@ -61,5 +61,5 @@ def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter) -> None:
     terminalreporter.write_line(f"{total:7d}  requests in all (at least {MIN_TOTAL_REQUESTS} required)")
     if REFUSED:
         refused = sum(REFUSED.values())
-        terminalreporter.write_line(f"{refused:7d}  of them refused by uvicorn (request head past h11's limit)")
+        terminalreporter.write_line(f"{refused:7d}  of them refused by uvicorn (a request head past its limit)")
     terminalreporter.write_line(f"seed {SEED}: replay this run with EPICME_FUZZ_SEED={SEED}")

@@ -32,11 +32,11 @@ MIN_TOTAL_REQUESTS = 5000
 STATUSES: Counter[tuple[str, int]] = Counter()
 # Requests each fuzz test sent, by test name; the volume check wants every fuzz test to have run.
 PER_TEST: Counter[str] = Counter()
-# Of those, how many uvicorn refused before any app saw them (a request head past h11's limit).
+# Of those, how many uvicorn refused before any app saw them (a request head past its parser's limit).
 REFUSED: Counter[str] = Counter()
 LEAKS = ("Traceback (most recent call last)", 'File "', "sqlalchemy.", "aiosqlite")
 Headers = list[tuple[str, str | bytes]]
-# h11 (uvicorn's HTTP/1.1 parser) refuses a request line plus headers longer than this.
+# uvicorn's parsers (httptools, or h11 without it) may refuse a request line plus headers longer than this.
 H11_MAX_HEAD = 16 * 1024
 H11_REFUSAL = b"Invalid HTTP request received."
 
@@ -94,7 +94,7 @@ class Reply:
     @property
     def refused_by_http_server(self) -> bool:
         """Uvicorn's own answer to a request it could not parse (a request line or header block
-        past h11's 16 KiB limit, say): the app never saw it, so no endpoint shape applies."""
+        past the parser's 16 KiB limit, say): the app never saw it, so no endpoint shape applies."""
         return self.status == 400 and self.body == H11_REFUSAL
 
     @property
@@ -173,7 +173,7 @@ class Fuzzer:
             head = len(target or url) + sum(len(name) + len(value) + 4 for name, value in headers)
             if head < H11_MAX_HEAD:
                 raise
-            # h11 drops a connection whose request head passes its limit, without an answer.
+            # A connection whose request head passes the limit may be dropped without an answer.
             REFUSED[label] += 1
             return Reply(label, method, url, target, headers, content, 400, httpx2.Headers(), H11_REFUSAL)
         try:
