@@ -75,6 +75,9 @@ ATTACKS = [
     "Header injection through `WWW-Authenticate`",
     # Keys at rest
     "A copy of the store (a backup, a careless `cp`, another local user)",
+    # Logs
+    "Credentials in the logs",
+    "Forged log lines",
     # Data
     "Reading another user's entries and tags by id",
     "Updating another user's entries and tags by id",
