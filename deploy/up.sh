@@ -30,7 +30,11 @@ quiet() {
 wait_for() {
   local deadline=$((SECONDS + $1)) what=$2; shift 2
   until "$@" >/dev/null 2>&1; do
-    if [ $SECONDS -ge $deadline ]; then echo "up.sh: $what not ready; its log:" >&2; podman logs --tail 20 "$what" >&2; return 1; fi
+    if [ $SECONDS -ge $deadline ]; then
+      echo "up.sh: $what not ready; the container's log:" >&2
+      podman logs --tail 20 "${what%% *}" >&2
+      return 1
+    fi
     sleep 1
   done
   echo "  ready: $what"
@@ -46,11 +50,14 @@ for service in postgres epicme-1 epicme-2 proxy; do
   podman container exists "${project}_${service}_1" || { echo "up.sh: podman-compose did not create $service" >&2; exit 1; }
 done
 quiet podman start "${project}_postgres_1"
-wait_for 60 "${project}_postgres_1" podman exec "${project}_postgres_1" pg_isready --quiet --host=/tmp
+wait_for 60 "${project}_postgres_1" podman healthcheck run "${project}_postgres_1"
 quiet podman start "${project}_epicme-1_1"
 wait_for 60 "${project}_epicme-1_1" podman healthcheck run "${project}_epicme-1_1"
 quiet podman start "${project}_epicme-2_1"
 wait_for 60 "${project}_epicme-2_1" podman healthcheck run "${project}_epicme-2_1"
+# A new process in a replica (`epicme users add`, say) reaches the store too: just after the
+# network is made, looking up `postgres` from one was seen to stall for tens of seconds.
+wait_for 90 "${project}_epicme-1_1 (a new process reaches the store)" podman exec "${project}_epicme-1_1" epicme users list
 quiet podman start "${project}_proxy_1"
 ready() { python3 - "$@" <<'PY'
 import sys, urllib.request
