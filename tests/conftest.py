@@ -25,7 +25,7 @@ from sqlalchemy.ext.asyncio import create_async_engine
 from epicme.storage.database import Database
 from epicme.storage.migrations import migrate
 
-SLOW_DIRECTORIES = frozenset({"interop", "e2e", "faults", "load", "fuzz", "examples", "security"})
+SLOW_DIRECTORIES = frozenset({"interop", "e2e", "faults", "load", "fuzz", "examples", "security", "deploy"})
 TESTS = Path(__file__).resolve().parent
 
 POSTGRES_URL = os.environ.get("EPICME_TEST_POSTGRES_URL", "postgresql://postgres@127.0.0.1:5432/test")
