@@ -25,7 +25,7 @@ def run(*command: str) -> int:
 def main(args: list[str]) -> int:
     if not args:
         for step in (
-            (str(BIN / "ruff"), "check", "src", "tests", "examples", "scripts", "dev.py"),
+            (str(BIN / "ruff"), "check", "src", "tests", "examples", "scripts", "deploy", "dev.py"),
             (str(BIN / "mypy"),),
         ):
             code = run(*step)

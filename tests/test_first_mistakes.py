@@ -7,6 +7,7 @@ processes, since that is what a person sees.
 
 from __future__ import annotations
 
+import io
 import os
 import signal
 import socket
@@ -92,6 +93,26 @@ def test_a_rule_across_settings_says_which(capsys: pytest.CaptureFixture[str], m
         "  EPICME_ISSUER=http://auth.example.com: plain http is only allowed on loopback hosts; use https, "
         "or set EPICME_INSECURE_HTTP=1 for development on a LAN",
     ]
+
+
+def test_a_store_that_stops_answering_mid_command_is_one_line(
+    capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    """A store that opened and then went silent (a fault no test can time for real: the command is
+    made to meet it) ends in one line, not the driver's traceback."""
+    from epicme import jobs
+    from epicme.storage.database import StoreUnavailable
+
+    async def silent(*args: object) -> int:
+        raise StoreUnavailable("TimeoutError")
+
+    monkeypatch.setattr(jobs, "add_user", silent)
+    monkeypatch.setattr(sys, "stdin", io.StringIO("a long enough password\n"))
+    code, err = run_cli(
+        capsys, "users", "add", "a@example.com", "--password-stdin", "--database-url", f"sqlite:///{tmp_path / 'e.db'}"
+    )
+    assert code == 1
+    assert err == "epicme: the store stopped answering (TimeoutError); the command did not finish: run it again\n"
 
 
 def test_a_port_without_its_url_moves_the_url_with_it() -> None:

@@ -14,7 +14,8 @@ from pydantic import ValidationError
 
 from epicme import __version__
 from epicme.config import Settings
-from epicme.operator_errors import EXIT_BROKEN_PIPE, EXIT_INTERRUPTED, OperatorError, settings_problems
+from epicme.oauth.errors import TemporarilyUnavailable
+from epicme.operator_errors import EXIT_BROKEN_PIPE, EXIT_FAILED, EXIT_INTERRUPTED, OperatorError, settings_problems
 
 # The doctor's defaults, spelled here so `--help` needs no import of the doctor package.
 DOCTOR_ORIGIN = "http://localhost:6274"
@@ -162,6 +163,13 @@ def main(argv: Sequence[str] | None = None) -> int:
     except OperatorError as error:
         print(f"epicme: {error.message}", file=sys.stderr)
         return error.status
+    except TemporarilyUnavailable as error:
+        # The store opened, then stopped answering mid-command (a network blip, a server
+        # restarting): its transaction is rolled back, and running the command again is safe.
+        print(
+            f"epicme: the store stopped answering ({error}); the command did not finish: run it again", file=sys.stderr
+        )
+        return EXIT_FAILED
     except KeyboardInterrupt:
         print(file=sys.stderr)  # the line the ^C was typed on ends
         return EXIT_INTERRUPTED
