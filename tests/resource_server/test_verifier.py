@@ -8,6 +8,7 @@ import json
 import logging
 import time
 from collections.abc import Callable
+from typing import Any
 
 import pytest
 
@@ -137,6 +138,20 @@ async def test_valid_token_reaches_the_app_with_its_principal(rs: ResourceServer
     # which is the token's meaning, not the token.
     assert echoed["carried"] == ["epicme.principal"]
     assert echoed["principal"] == echoed["user_id"]
+
+
+@pytest.mark.parametrize("claim", ["exp", "nbf", "iat"])
+async def test_a_time_claim_written_as_a_string_is_refused_rfc7519_s2(rs: ResourceServer, claim: str) -> None:
+    """RFC 7519 §2: a NumericDate is a JSON number; PyJWT alone would read "1767225600" as one."""
+    as_text: dict[str, Any] = {claim: str(int(now()) + (600 if claim == "exp" else -60))}
+    response = await rs.post_mcp(PING, rs.token(**as_text))
+    assert response.status_code == 401
+    assert f'error_description="The access token\'s {claim} claim is not a number."' in response.headers[
+        "www-authenticate"
+    ]
+    # As a number, the same time passes.
+    as_number: dict[str, Any] = {claim: int(as_text[claim])}
+    assert (await rs.post_mcp(PING, rs.token(**as_number))).status_code == 200
 
 
 async def test_expired_within_the_leeway_is_accepted(rs: ResourceServer) -> None:

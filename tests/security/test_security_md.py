@@ -22,6 +22,7 @@ ATTACKS = [
     "Tampered token payload",
     "Tampered token signature",
     "Expired token",
+    "Token whose `exp`, `nbf` or `iat` is a string",
     "Token with `nbf` in the future",
     "Token with the wrong `aud` (a token for another resource)",
     "Token with the wrong `iss`",

@@ -75,8 +75,17 @@ class PrincipalCache(ExpiringLRU[str, Principal]):
         super().__init__(max_size, wall_clock)
 
 
+_TIME_CLAIMS = ("exp", "nbf", "iat")
+
+
 def principal_from_claims(claims: dict[str, Any]) -> Principal:
     """Who the token speaks for and what it grants, from JWT claims or an introspection answer."""
+    for name in _TIME_CLAIMS:
+        when = claims.get(name)
+        # RFC 7519 §2 and §4.1.4-6: a NumericDate is a JSON number. PyJWT reads "1767225600" (a
+        # string) as one; a token that writes its times as text is not well-formed: refused.
+        if when is not None and (isinstance(when, bool) or not isinstance(when, int | float)):
+            raise TokenInvalid(f"The access token's {name} claim is not a number.")
     sub = claims.get("sub")
     if not isinstance(sub, str) or not sub:
         # RFC 9068 §2.2: `sub` is REQUIRED; without it there is no user to scope the journal to.
