@@ -158,9 +158,24 @@ async def test_expired_within_the_leeway_is_accepted(rs: ResourceServer) -> None
     assert (await rs.post_mcp(PING, rs.token(exp=now() - 10))).status_code == 200
 
 
-@pytest.mark.parametrize("typ", ["at+jwt", "application/at+jwt", "JWT", "AT+JWT"])
+@pytest.mark.parametrize("typ", ["at+jwt", "application/at+jwt", "AT+JWT"])
 async def test_accepted_types(rs: ResourceServer, typ: str) -> None:
     assert (await rs.post_mcp(PING, rs.token(header={"typ": typ}))).status_code == 200
+
+
+async def test_plain_jwt_type_only_from_a_configured_external_server_rfc9068_s4(
+    rs: ResourceServer, start_rs: StartResourceServer, fake_as: FakeAuthorizationServer
+) -> None:
+    """EpicMe's own tokens are always `at+jwt`: trusting its own issuer, a `typ: JWT` (an ID token's
+    type, say) is refused. Trusting an external authorization server (EPICME_AUTHORIZATION_SERVER),
+    plain `JWT` passes, for servers that predate RFC 9068."""
+    refused = await rs.post_mcp(PING, rs.token(header={"typ": "JWT"}))
+    assert refused.status_code == 401
+    assert "The access token's type is not at+jwt." in refused.headers["www-authenticate"]
+    external = await start_rs(authorization_server=fake_as.issuer)
+    assert not external.settings.uses_embedded_authorization_server
+    assert (await external.post_mcp(PING, external.token(header={"typ": "JWT"}))).status_code == 200
+    assert (await external.post_mcp(PING, external.token(header={"typ": "id+jwt"}))).status_code == 401
 
 
 async def test_audience_list_containing_this_resource(rs: ResourceServer) -> None:

@@ -31,9 +31,12 @@ from epicme.resource_server.upstream import Clock, DocumentCache, Fetched, Upstr
 # RFC 8725 §3.1: an explicit allow-list of asymmetric algorithms; never `none`, never HS*
 # (a symmetric algorithm would let anyone holding the public key sign tokens).
 ALLOWED_ALGORITHMS = frozenset({"ES256", "RS256", "PS256", "EdDSA"})
-# RFC 9068 §4: `typ` is `at+jwt` (or `application/at+jwt`); plain `JWT` is accepted from external
-# authorization servers that predate RFC 9068. Compared case-insensitively (RFC 7515 §4.1.9).
-ACCEPTED_TYPES = frozenset({"at+jwt", "application/at+jwt", "jwt"})
+# RFC 9068 §4: `typ` is `at+jwt` (or `application/at+jwt`), which EpicMe's own authorization
+# server always writes; plain `JWT` is accepted only from a configured external authorization
+# server (EPICME_AUTHORIZATION_SERVER), for those that predate RFC 9068. Compared
+# case-insensitively (RFC 7515 §4.1.9).
+ACCESS_TOKEN_TYPES = frozenset({"at+jwt", "application/at+jwt"})
+EXTERNAL_TOKEN_TYPES = ACCESS_TOKEN_TYPES | {"jwt"}
 _ASYMMETRIC_KEY_TYPES = frozenset({"EC", "RSA", "OKP"})
 LEEWAY_SECONDS = 30
 KEY_REFRESH_INTERVAL = 30.0
@@ -151,6 +154,7 @@ class JwtVerifier:
     ) -> None:
         self._audience = settings.mcp_url
         self._issuer = settings.trusted_issuer
+        self._types = ACCESS_TOKEN_TYPES if settings.uses_embedded_authorization_server else EXTERNAL_TOKEN_TYPES
         self._metadata = metadata
         self._client = http_client
         self._leeway = leeway
@@ -177,7 +181,7 @@ class JwtVerifier:
         if alg not in ALLOWED_ALGORITHMS:
             raise TokenInvalid("The access token's signing algorithm is not accepted.")
         typ = header.get("typ")
-        if not isinstance(typ, str) or typ.lower() not in ACCEPTED_TYPES:
+        if not isinstance(typ, str) or typ.lower() not in self._types:
             # RFC 9068 §4: the resource server MUST verify `typ`, so an ID token cannot pass.
             raise TokenInvalid("The access token's type is not at+jwt.")
         kid = header.get("kid")
