@@ -46,6 +46,7 @@ ENTRY_MODULES = {
     "epicme.admin",
     "epicme.logs",
     "epicme.metrics_server",
+    "epicme.http_protocol",
 }
 
 

@@ -37,10 +37,12 @@ def listening_socket(port: int, *, reuse_port: bool = False) -> socket.socket:
     return sock
 
 
-def uvicorn_server(app: ASGIApp, *, log_level: str = "info") -> uvicorn.Server:
-    """The same uvicorn options as `epicme serve` (epicme.app._server)."""
+def uvicorn_server(app: ASGIApp, *, log_level: str = "info", http: Any = "auto") -> uvicorn.Server:
+    """The same uvicorn options as `epicme serve` (epicme.app._server); EpicMe's servers pass its
+    protocol (`http`), which bounds how long request headers may take."""
     config = uvicorn.Config(
         app,
+        http=http,
         access_log=False,
         log_level=log_level,
         server_header=False,

@@ -12,6 +12,7 @@ from epicme.app import settle_heap
 from epicme.authorization_server.app import build_authorization_app, build_context
 from epicme.authorization_server.passwords import hash_password
 from epicme.config import Settings
+from epicme.http_protocol import bounded_protocol
 from epicme.storage import users
 from epicme.storage.database import Database
 from epicme.storage.migrations import migrate
@@ -41,7 +42,9 @@ async def main() -> None:
     app = CountingApp(build_authorization_app(await build_context(settings, db)))
     settle_heap()  # as `epicme serve` does once its apps are built
     try:
-        await uvicorn_server(app, log_level=args.log_level).serve(sockets=[listening_socket(args.port)])
+        await uvicorn_server(app, log_level=args.log_level, http=bounded_protocol(settings.header_timeout)).serve(
+            sockets=[listening_socket(args.port)]
+        )
     finally:
         await db.close()
 

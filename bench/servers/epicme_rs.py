@@ -13,6 +13,7 @@ from starlette.types import ASGIApp
 from epicme import logs
 from epicme.app import build_mcp_server, settle_heap
 from epicme.config import Settings
+from epicme.http_protocol import bounded_protocol
 from epicme.storage.database import Database
 from epicme.storage.migrations import migrate
 
@@ -44,7 +45,9 @@ async def main() -> None:
     if args.private_port:
         sockets.append(listening_socket(args.private_port))
     try:
-        await uvicorn_server(app, log_level=args.log_level).serve(sockets=sockets)
+        await uvicorn_server(app, log_level=args.log_level, http=bounded_protocol(settings.header_timeout)).serve(
+            sockets=sockets
+        )
     finally:
         await db.close()
 

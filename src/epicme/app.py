@@ -20,6 +20,7 @@ from starlette.types import ASGIApp
 from epicme import logs, metrics_server
 from epicme.authorization_server.key_encryption import KeyMaterialError
 from epicme.config import Settings
+from epicme.http_protocol import bounded_protocol
 from epicme.jobs import ensure_demo_account, open_store
 from epicme.journal.permissions import required_scopes
 from epicme.journal.server import JOURNAL_UNAVAILABLE, build_journal
@@ -107,8 +108,8 @@ def _server(app: ASGIApp, settings: Settings, port: int) -> uvicorn.Server:
         # uvicorn's lines go through the one handler `serve` sets up, in its format, once each.
         log_config=None,
         lifespan="auto",
-        # httptools, uvicorn's C parser, when installed (a dependency); h11 otherwise.
-        http="auto",
+        # httptools, uvicorn's C parser (a dependency), with a bound on slow request headers.
+        http=bounded_protocol(settings.header_timeout),
     )
     return uvicorn.Server(config)
 

@@ -58,6 +58,13 @@ class Settings(BaseSettings):
     host: str = Field("127.0.0.1", description="Address both services bind to.")
     as_port: int = Field(7788, ge=0, le=65535, description="Port of the authorization server.")
     rs_port: int = Field(8787, ge=0, le=65535, description="Port of the resource server.")
+    header_timeout: float = Field(
+        10.0,
+        gt=0,
+        le=300,
+        description="Seconds a client has to send a request's line and headers, from connecting (or "
+        "from a further request's first byte); then `408` and the connection closes.",
+    )
     reuse_port: bool = Field(
         False,
         description="Bind with SO_REUSEPORT, so several `serve` processes of the same user share the "

@@ -24,6 +24,7 @@ ATTACKS = [
     "Expired token",
     "Token whose `exp`, `nbf` or `iat` is a string",
     "Token of another type (`typ: JWT`) for EpicMe's own issuer",
+    "Slow request headers (slowloris)",
     "Token with `nbf` in the future",
     "Token with the wrong `aud` (a token for another resource)",
     "Token with the wrong `iss`",
