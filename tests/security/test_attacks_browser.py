@@ -132,6 +132,37 @@ async def test_consent_with_wrong_csrf_token_is_refused(system: Deployment, brow
     assert allowed.status_code == 303 and "code=" in allowed.headers["location"]
 
 
+async def test_consent_form_replay_is_refused(system: Deployment, browser: Browser) -> None:
+    """Re-posting a consent form that succeeded (same cookie, CSRF token and form, `allow`) issues
+    no second code; a form's token cannot be made up or moved to another form; a new page's form
+    works. The same holds for `deny`."""
+    page = await consent_page(system, browser)
+    action, fields = hidden_fields(page.text, "/authorize")
+    allowed = await browser.http.post(system.as_url + action, data={**fields, "decision": "allow"})
+    assert allowed.status_code == 303 and "code=" in allowed.headers["location"]
+    for decision in ("allow", "deny"):
+        replayed = await browser.http.post(system.as_url + action, data={**fields, "decision": decision})
+        assert replayed.status_code == 403, decision
+        assert "location" not in replayed.headers
+        assert notice(replayed) == "This consent form was already used. Return to the app and connect again."
+    nonce, mac = fields["form_token"].split(".")
+    for forged in ("", "made-up", f"{nonce[::-1]}.{mac}", f"{nonce}.{mac[::-1]}"):
+        response = await browser.http.post(
+            system.as_url + action, data={**fields, "form_token": forged, "decision": "allow"}
+        )
+        assert response.status_code == 403 and notice(response) == CONSENT_FORGED, forged
+    assert await count_codes(system) == 1
+    # A fresh consent page has a fresh form, which works once; a denial is single-use too.
+    again = await browser.get(system.authorization_url(await system.register()))
+    action, fresh = hidden_fields(again.text, "/authorize")
+    assert fresh["form_token"] != fields["form_token"]
+    denied = await browser.http.post(system.as_url + action, data={**fresh, "decision": "deny"})
+    assert denied.status_code == 303 and "error=access_denied" in denied.headers["location"]
+    replayed = await browser.http.post(system.as_url + action, data={**fresh, "decision": "deny"})
+    assert replayed.status_code == 403
+    assert await count_codes(system) == 1
+
+
 # -- Framing -----------------------------------------------------------------------------------------------
 
 

@@ -25,6 +25,7 @@ ATTACKS = [
     "Token whose `exp`, `nbf` or `iat` is a string",
     "Token of another type (`typ: JWT`) for EpicMe's own issuer",
     "Slow request headers (slowloris)",
+    "Consent form replayed after it succeeded",
     "Token with `nbf` in the future",
     "Token with the wrong `aud` (a token for another resource)",
     "Token with the wrong `iss`",

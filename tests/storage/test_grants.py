@@ -146,3 +146,17 @@ async def test_consent_covers_only_the_same_resource(db: Database) -> None:
     async with db.read() as conn:
         assert await grants.load_consent_scope(conn, user.id, "client", "http://rs/mcp") == {"user:read", "tags:read"}
         assert await grants.load_consent_scope(conn, user.id, "client", "http://other/mcp") == set()
+
+
+async def test_a_consent_form_is_spent_once_even_by_concurrent_posts(db: Database) -> None:
+    results = await asyncio.gather(*(_spend(db, "f" * 64, 1000) for _ in range(5)))
+    assert sorted(results) == [False, False, False, False, True]
+    assert await _spend(db, "e" * 64, 1000)  # another form: its own
+    async with db.write() as conn:
+        await grants.purge_expired(conn, now=2000)  # past both forms' lifetimes: forgotten
+    assert await _spend(db, "f" * 64, 3000)
+
+
+async def _spend(db: Database, form_hash: str, expires_at: int) -> bool:
+    async with db.write() as conn:
+        return await grants.spend_form(conn, form_hash, expires_at)

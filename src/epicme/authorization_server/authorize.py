@@ -34,7 +34,8 @@ from epicme.storage.users import User
 from epicme.web.access_log import note_caller
 
 # Form fields of the consent page that are not authorization request parameters.
-_CONSENT_FIELDS = ("csrf_token", "decision", GRANT_FIELD)
+_CONSENT_FIELDS = ("csrf_token", "form_token", "decision", GRANT_FIELD)
+_FORM_USED = "This consent form was already used. Return to the app and connect again."
 
 
 def _redirect(ctx: ServerContext, redirect_uri: str, params: dict[str, str | None]) -> Response:
@@ -63,9 +64,12 @@ async def _issue_code(
     live: Grant | None,
     *,
     ticked: Collection[str] | None,
+    form: tuple[str, int] | None = None,
 ) -> Response:
     """Record the consent and issue a code. `ticked` is the consent form's checked optional scopes,
-    or None when the client was not asked again (everything it asked for was allowed before)."""
+    or None when the client was not asked again (everything it asked for was allowed before).
+    `form` is the submitted consent form (its token's digest, and until when it could be valid):
+    spent in the same transaction as the code, so a form issues at most one code."""
     order = ctx.settings.scopes
     granted = plan.granted(plan.optional if ticked is None else ticked, order)
     scope = format_scope(plan.issued(granted, order))
@@ -86,6 +90,9 @@ async def _issue_code(
         )
 
     async with ctx.db.write() as conn:
+        if form is not None and not await grants.spend_form(conn, *form):
+            # A form re-posted (the same cookie, CSRF token and form token) after it was used.
+            return error_page(_FORM_USED, error_code="invalid_request", status_code=403)
         # One grant per person, client and resource: approving more adds to it.
         extended = live is not None and await grants.extend_grant_with_code(
             conn, live.id, format_scope(granted), code_for(live.id)
@@ -131,7 +138,7 @@ def is_client_identity_assured(request: AuthorizationRequest) -> bool:
 
 
 def _consent_page(
-    ctx: ServerContext, request: AuthorizationRequest, user: User, plan: ConsentPlan, csrf_token: str
+    ctx: ServerContext, request: AuthorizationRequest, user: User, plan: ConsentPlan, csrf_token: str, form_token: str
 ) -> Response:
     redirect_parts = urlsplit(request.redirect_uri)
     redirect_host = redirect_parts.netloc or redirect_parts.scheme + ":"
@@ -154,6 +161,7 @@ def _consent_page(
         new=plan.rows("new"),
         params=request.params,
         csrf_token=csrf_token,
+        form_token=form_token,
         authorize_path=paths.AUTHORIZE,
         logout_path=paths.LOGOUT,
         return_to=_return_to(request),
@@ -171,7 +179,7 @@ async def authorize(request: Request, ctx: ServerContext) -> Response:
             return error_page("The authorization request could not be read (expected a form post).")
         items = [(name, value) for name, value in form.multi_items() if isinstance(value, str)]
         fields = dict(items)
-        decision, csrf_token = fields.get("decision"), fields.get("csrf_token")
+        decision, csrf_token, form_token = fields.get("decision"), fields.get("csrf_token"), fields.get("form_token")
         ticked = {value for name, value in items if name == GRANT_FIELD}
         items = [(name, value) for name, value in items if name not in _CONSENT_FIELDS]
     else:
@@ -189,16 +197,26 @@ async def authorize(request: Request, ctx: ServerContext) -> Response:
 
     if decision is not None:
         # The consent form. Only the signed-in user's own page can submit it (CSRF, RFC 9700 §4.7).
-        if session is None or user is None or not ctx.sessions.is_valid_csrf(session, csrf_token):
+        if (
+            session is None
+            or user is None
+            or not ctx.sessions.is_valid_csrf(session, csrf_token)
+            or not ctx.sessions.is_valid_form_token(session, form_token)
+        ):
             return error_page(
                 "This consent form expired or did not come from EpicMe. Return to the app and connect again.",
                 error_code="invalid_request",
                 status_code=403,
             )
+        assert isinstance(form_token, str)  # is_valid_form_token said so
+        spent = (digest(form_token), session.expires_at)
         if decision == "allow":
             async with ctx.db.read() as conn:
                 live, plan = await _plan(ctx, auth_request, user, conn)
-            return await _issue_code(ctx, auth_request, user, plan, live, ticked=ticked)
+            return await _issue_code(ctx, auth_request, user, plan, live, ticked=ticked, form=spent)
+        async with ctx.db.write() as conn:
+            if not await grants.spend_form(conn, *spent):
+                return error_page(_FORM_USED, error_code="invalid_request", status_code=403)
         audit("consent", "access denied", decision="deny", user_id=user.id, client_id=auth_request.client.client_id)
         denied = errors.AccessDenied("The user denied access.")
         return _error_redirect(ctx, RedirectError(denied, auth_request.redirect_uri, auth_request.state))
@@ -233,7 +251,9 @@ async def authorize(request: Request, ctx: ServerContext) -> Response:
                 auth_request.state,
             ),
         )
-    return _consent_page(ctx, auth_request, user, plan, ctx.sessions.csrf_token(session))
+    return _consent_page(
+        ctx, auth_request, user, plan, ctx.sessions.csrf_token(session), ctx.sessions.form_token(session)
+    )
 
 
 async def _plan(

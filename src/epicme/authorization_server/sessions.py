@@ -110,3 +110,18 @@ class SessionCodec:
         if session is None or not isinstance(token, str):
             return False
         return _same(self.csrf_token(session), token)
+
+    def form_token(self, session: Session) -> str:
+        """A token for one form of this session: a fresh nonce and its MAC, so it cannot be made
+        up, and the server can remember it as used (storage.grants.spend_form)."""
+        nonce = new_secret(18)
+        return f"{nonce}.{self._form_mac(session, nonce)}"
+
+    def is_valid_form_token(self, session: Session | None, token: object) -> bool:
+        if session is None or not isinstance(token, str) or token.count(".") != 1 or len(token) > 200:
+            return False
+        nonce, mac = token.split(".")
+        return _same(self._form_mac(session, nonce), mac)
+
+    def _form_mac(self, session: Session, nonce: str) -> str:
+        return _b64(hmac.new(self._csrf_key, f"form:{session.sid}:{nonce}".encode(), hashlib.sha256).digest())

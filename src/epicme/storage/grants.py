@@ -14,6 +14,8 @@ from dataclasses import dataclass
 from typing import Any, Literal
 
 from sqlalchemy import Select, and_, delete, func, select
+from sqlalchemy.dialects.postgresql import insert as postgresql_insert
+from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from epicme.storage import schema
@@ -215,8 +217,21 @@ async def revoke_grant(conn: AsyncConnection, grant_id: str, now: int) -> None:
     )
 
 
+async def spend_form(conn: AsyncConnection, form_hash: str, expires_at: int) -> bool:
+    """Marks a consent form used; False if it already was. Within the caller's transaction, so a
+    form is spent only together with what its submission did."""
+    table = schema.spent_forms
+    if conn.dialect.name == "postgresql":
+        statement: Any = postgresql_insert(table).on_conflict_do_nothing()
+    else:
+        statement = sqlite_insert(table).on_conflict_do_nothing()
+    result = await conn.execute(statement.values(form_hash=form_hash, expires_at=expires_at))
+    return bool(result.rowcount == 1)
+
+
 async def purge_expired(conn: AsyncConnection, now: int, keep_seconds: int = 86400) -> None:
     """Forget one-time credentials long past their expiry (kept a day for replay detection)."""
+    await conn.execute(schema.spent_forms.delete().where(schema.spent_forms.c.expires_at < now))
     cutoff = now - keep_seconds
     await conn.execute(schema.authorization_codes.delete().where(schema.authorization_codes.c.expires_at < cutoff))
     await conn.execute(schema.access_tokens.delete().where(schema.access_tokens.c.expires_at < cutoff))

@@ -75,6 +75,7 @@ MIGRATIONS: tuple[Migration, ...] = (
     Migration(
         3, "grants: look up a client's grant by user", _create_indexes(_index(schema.grants, "ix_grants_user_client"))
     ),
+    Migration(4, "consent forms: each used once", _create_tables(schema.spent_forms)),
 )
 
 LATEST_VERSION = MIGRATIONS[-1].version

@@ -137,6 +137,15 @@ consents = Table(
     Column("updated_at", BigInteger, nullable=False),
 )
 
+# Consent forms already submitted (the digest of each form's one-time token), so that re-posting
+# one cannot issue a second code. Kept until the form could no longer be valid anyway.
+spent_forms = Table(
+    "spent_forms",
+    metadata,
+    Column("form_hash", String(64), primary_key=True),
+    Column("expires_at", BigInteger, nullable=False),
+)
+
 login_throttle = Table(
     "login_throttle",
     metadata,
