@@ -11,6 +11,7 @@ from pathlib import Path
 import pytest
 
 from epicme.config import Settings
+from epicme.storage.migrations import LATEST_VERSION
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -58,8 +59,9 @@ def test_migrate_then_keys_rotate(tmp_path: Path) -> None:
     db = tmp_path / "e.db"
     migrated = epicme("migrate", db=db)
     assert migrated.returncode == 0
-    assert "applied 1: " in migrated.stdout and migrated.stdout.endswith("store is at version 3\n")
-    assert epicme("migrate", db=db).stdout == "store is at version 3\n"
+    latest = f"store is at version {LATEST_VERSION}\n"
+    assert "applied 1: " in migrated.stdout and migrated.stdout.endswith(latest)
+    assert epicme("migrate", db=db).stdout == latest
     rotated = epicme("keys", "rotate", db=db)
     assert rotated.returncode == 0
     assert re.match(r"new signing key \S+; previous keys stay published for 960 s", rotated.stdout)
