@@ -11,8 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.support.processes import ServeProcess
-from tests.support.servers import free_port
+from tests.support.processes import Deployment
 
 TIMEOUT = 1.0
 REQUEST_TIMEOUT = b"HTTP/1.1 408 Request Timeout\r\n"
@@ -20,18 +19,11 @@ REQUEST_TIMEOUT = b"HTTP/1.1 408 Request Timeout\r\n"
 
 @pytest.fixture
 async def served(tmp_path: Path) -> AsyncIterator[int]:
-    as_port, rs_port = free_port(), free_port()
-    env = {
-        "EPICME_DATABASE_URL": f"sqlite:///{tmp_path / 'epicme.db'}",
-        "EPICME_AS_PORT": str(as_port),
-        "EPICME_RS_PORT": str(rs_port),
-        "EPICME_DEMO_ACCOUNT": "false",
-        "EPICME_HEADER_TIMEOUT": str(TIMEOUT),
-    }
-    server = ServeProcess("serve", env, tmp_path, [f"http://127.0.0.1:{as_port}", f"http://127.0.0.1:{rs_port}"])
+    deployment = Deployment.on_free_ports(f"sqlite:///{tmp_path / 'epicme.db'}")
+    server = deployment.both_services(tmp_path, EPICME_HEADER_TIMEOUT=str(TIMEOUT))
     await server.start()
     try:
-        yield rs_port
+        yield deployment.rs_port
     finally:
         await server.stop()
 

@@ -22,16 +22,13 @@ from starlette.responses import PlainTextResponse
 from starlette.routing import Route
 
 from epicme import logs
-from epicme.storage.database import Database
-from epicme.storage.migrations import migrate
 from epicme.web import access_log
 from epicme.web.access_log import AccessLoggedApp
 from epicme.web.cors import path_policy, public_rule
 from tests.support.browser import Browser
 from tests.support.oauth_client import EVERY_SCOPE, OAuthTestClient
-from tests.support.people import ALICE, BOB, sign_up
-from tests.support.processes import MCP_HEADERS, ServeProcess, tool_call_body
-from tests.support.servers import free_port
+from tests.support.people import ALICE, BOB
+from tests.support.processes import MCP_HEADERS, Deployment, ServeProcess, create_accounts, tool_call_body
 
 
 @pytest.fixture
@@ -148,26 +145,10 @@ def test_exceptions_are_part_of_their_record(restore_logging: None) -> None:
 
 async def _serve(tmp_path: Path) -> tuple[ServeProcess, str, str]:
     database_url = f"sqlite:///{tmp_path / 'epicme.db'}"
-    db = Database(database_url)
-    try:
-        await migrate(db)
-        await sign_up(db, ALICE)
-    finally:
-        await db.close()
-    as_port, rs_port = free_port(), free_port()
-    as_url, rs_url = f"http://127.0.0.1:{as_port}", f"http://127.0.0.1:{rs_port}"
-    env = {
-        "EPICME_DATABASE_URL": database_url,
-        "EPICME_ISSUER": as_url,
-        "EPICME_RESOURCE_URL": rs_url,
-        "EPICME_AS_PORT": str(as_port),
-        "EPICME_RS_PORT": str(rs_port),
-        "EPICME_DEMO_ACCOUNT": "false",
-        "EPICME_LOG_LEVEL": "debug",
-        "EPICME_LOG_FORMAT": "json",
-    }
-    server = ServeProcess("serve", env, tmp_path, [as_url, rs_url])
-    return await server.start(), as_url, rs_url
+    await create_accounts(database_url, [ALICE])
+    deployment = Deployment.on_free_ports(database_url)
+    server = deployment.both_services(tmp_path, EPICME_LOG_LEVEL="debug", EPICME_LOG_FORMAT="json")
+    return await server.start(), deployment.as_url, deployment.rs_url
 
 
 @pytest.mark.slow

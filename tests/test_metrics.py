@@ -13,7 +13,7 @@ from prometheus_client.parser import text_string_to_metric_families
 from epicme import metrics_server
 from epicme.config import Settings
 from tests.support.people import ALICE
-from tests.support.processes import ServeProcess, call_tool, create_accounts, issue_tokens, stop_all, tool_result
+from tests.support.processes import Deployment, call_tool, create_accounts, issue_tokens, stop_all, tool_result
 from tests.support.servers import free_port
 
 Samples = dict[tuple[str, frozenset[tuple[str, str]]], float]
@@ -59,21 +59,14 @@ def test_prepare_empties_the_folder_of_processes_gone_and_keeps_a_live_ones(tmp_
 async def test_two_processes_behind_one_port_are_counted_together(tmp_path: Path) -> None:
     database_url = f"sqlite:///{tmp_path / 'epicme.db'}"
     await create_accounts(database_url, [ALICE])
-    as_port, rs_port, metrics_port = free_port(), free_port(), free_port()
-    as_url, rs_url = f"http://127.0.0.1:{as_port}", f"http://127.0.0.1:{rs_port}"
-    env = {
-        "EPICME_DATABASE_URL": database_url,
-        "EPICME_ISSUER": as_url,
-        "EPICME_RESOURCE_URL": rs_url,
-        "EPICME_AS_PORT": str(as_port),
-        "EPICME_RS_PORT": str(rs_port),
+    deployment, metrics_port = Deployment.on_free_ports(database_url), free_port()
+    as_url, rs_url = deployment.as_url, deployment.rs_url
+    shared = {
         "EPICME_METRICS_PORT": str(metrics_port),
         "EPICME_METRICS_DIR": str(tmp_path / "metrics"),
         "EPICME_REUSE_PORT": "true",
-        "EPICME_DEMO_ACCOUNT": "false",
-        "EPICME_LOG_LEVEL": "warning",
     }
-    replicas = [ServeProcess(f"replica-{n}", env, tmp_path, [as_url, rs_url]) for n in (1, 2)]
+    replicas = [deployment.both_services(tmp_path, f"replica-{n}", **shared) for n in (1, 2)]
     metrics_url = f"http://127.0.0.1:{metrics_port}/metrics"
     calls = 40
     try:

@@ -23,7 +23,7 @@ from collections.abc import Callable
 from typing import Any, TextIO
 
 from epicme.web import access_log
-from epicme.web.access_log import ACCESS_LOGGER, REQUEST_ID, AccessSink
+from epicme.web.access_log import ACCESS_LOGGER, REQUEST_ID, Access, AccessSink
 
 LOG_FORMATS = ("text", "json")
 LEVELS = {"debug": logging.DEBUG, "info": logging.INFO, "warning": logging.WARNING, "error": logging.ERROR}
@@ -111,25 +111,17 @@ def _text_access_writer(write: Callable[[str], object]) -> AccessSink:
     """Access lines as TextFormatter prints an `epicme.access` record, without making one."""
     clock = _Clock()
 
-    def access_line(
-        service: str,
-        method: str,
-        path: str,
-        status: int,
-        seconds: float,
-        request_id: str,
-        client_id: str | None,
-        user_id: str | None,
-    ) -> None:
-        microseconds = int(seconds * 1_000_000)
+    def access_line(access: Access) -> None:
+        microseconds = int(access.seconds * 1_000_000)
         line = (
-            f"{clock.stamp_ns(time.time_ns())} INFO {ACCESS_LOGGER}: {method} {path} {status} "
-            f"{microseconds // 1000}.{microseconds % 1000:03d}ms service={service} request_id={request_id}"
+            f"{clock.stamp_ns(time.time_ns())} INFO {ACCESS_LOGGER}: {access.method} {access.path} {access.status} "
+            f"{microseconds // 1000}.{microseconds % 1000:03d}ms service={access.service} "
+            f"request_id={access.request_id}"
         )
-        if client_id is not None:
-            line = f"{line} client_id={_text_value(client_id)}"
-        if user_id is not None:
-            line = f"{line} user_id={_text_value(user_id)}"
+        if access.client_id is not None:
+            line = f"{line} client_id={_text_value(access.client_id)}"
+        if access.user_id is not None:
+            line = f"{line} user_id={_text_value(access.user_id)}"
         write(line + "\n")
 
     return access_line
@@ -139,33 +131,14 @@ def _json_access_writer(write: Callable[[str], object]) -> AccessSink:
     """Access lines as JsonFormatter prints an `epicme.access` record, without making one."""
     clock = _Clock()
 
-    def access_line(
-        service: str,
-        method: str,
-        path: str,
-        status: int,
-        seconds: float,
-        request_id: str,
-        client_id: str | None,
-        user_id: str | None,
-    ) -> None:
-        duration_ms = int(seconds * 1_000_000) / 1000
+    def access_line(access: Access) -> None:
         line: dict[str, object] = {
             "time": clock.stamp_ns(time.time_ns()),
             "level": "info",
             "logger": ACCESS_LOGGER,
-            "message": f"{method} {path} {status} {duration_ms}ms",
-            "service": service,
-            "method": method,
-            "path": path,
-            "status": status,
-            "duration_ms": duration_ms,
-            "request_id": request_id,
+            "message": access.message,
         }
-        if client_id is not None:
-            line["client_id"] = client_id
-        if user_id is not None:
-            line["user_id"] = user_id
+        line.update((key, value) for key, value in access.fields().items() if value is not None)
         write(json.dumps(line) + "\n")
 
     return access_line

@@ -130,19 +130,10 @@ def enable(routes: Collection[str]) -> ASGIApp:
 
     audit.listen(on_event)
 
-    def on_request(
-        service: str,
-        method: str,
-        path: str,
-        status: int,
-        seconds: float,
-        request_id: str,
-        client_id: str | None,
-        user_id: str | None,
-    ) -> None:
-        route = path if path in known else "other"
-        requests.labels(service, route, method, str(status)).inc()
-        latency.labels(service, route).observe(seconds)
+    def on_request(access: access_log.Access) -> None:
+        route = access.path if access.path in known else "other"
+        requests.labels(access.service, route, access.method, str(access.status)).inc()
+        latency.labels(access.service, route).observe(access.seconds)
 
     access_log.add_sink(on_request)
 

@@ -197,6 +197,13 @@ class Deployment:
             **extra,
         }
 
+    def both_services(self, log_dir: Path, name: str = "serve", **extra: str) -> ServeProcess:
+        """One `serve` running both services on this deployment's ports, as `dev.py serve` does."""
+        env = self.common_env(
+            EPICME_ISSUER=self.as_url, EPICME_AS_PORT=str(self.as_port), EPICME_RS_PORT=str(self.rs_port), **extra
+        )
+        return ServeProcess(name, env, log_dir, [self.as_url, self.rs_url])
+
     def authorization_server(self, log_dir: Path, **extra: str) -> ServeProcess:
         """`serve` with the embedded authorization server. `serve` always runs a resource server
         too; that one listens on a port of its own nobody uses, so the resource server under test

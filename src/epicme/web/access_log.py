@@ -24,7 +24,7 @@ import secrets
 import time
 from collections.abc import Awaitable, Callable, MutableMapping
 from contextvars import ContextVar
-from typing import Any
+from typing import Any, NamedTuple
 
 from starlette.applications import Starlette
 from starlette.types import Message, Receive, Scope, Send
@@ -86,34 +86,46 @@ def _path(scope: Scope) -> str:
     return path if path.isprintable() else path.encode("unicode_escape").decode("ascii")
 
 
-AccessSink = Callable[[str, str, str, int, float, str, "str | None", "str | None"], None]
+class Access(NamedTuple):
+    """One answered request, as every access sink receives it."""
+
+    service: str
+    method: str
+    path: str
+    status: int  # 0: the client went away before any answer was sent
+    seconds: float
+    request_id: str
+    client_id: str | None
+    user_id: str | None
+
+    @property
+    def duration_ms(self) -> float:
+        return int(self.seconds * 1_000_000) / 1000
+
+    @property
+    def message(self) -> str:
+        return f"{self.method} {self.path} {self.status} {self.duration_ms}ms"
+
+    def fields(self) -> dict[str, object]:
+        """The line's structured parts, for JSON and the LogRecord (None where unknown)."""
+        return {
+            "service": self.service,
+            "method": self.method,
+            "path": self.path,
+            "status": self.status,
+            "duration_ms": self.duration_ms,
+            "request_id": self.request_id,
+            "client_id": self.client_id,
+            "user_id": self.user_id,
+        }
 
 
-def _through_logging(
-    service: str,
-    method: str,
-    path: str,
-    status: int,
-    seconds: float,
-    request_id: str,
-    client_id: str | None,
-    user_id: str | None,
-) -> None:
+AccessSink = Callable[[Access], None]
+
+
+def _through_logging(access: Access) -> None:
     """An access line as a LogRecord of `epicme.access`, for whatever handlers the host set up."""
-    duration_ms = int(seconds * 1_000_000) / 1000
-    fields: dict[str, object] = {
-        "service": service,
-        "method": method,
-        "path": path,
-        "status": status,
-        "duration_ms": duration_ms,
-        "request_id": request_id,
-        "client_id": client_id,
-        "user_id": user_id,
-    }
-    _logger.info(
-        "%s %s %s %sms", method, path, status, duration_ms, extra={"fields": fields, "in_message": _IN_MESSAGE}
-    )
+    _logger.info(access.message, extra={"fields": access.fields(), "in_message": _IN_MESSAGE})
 
 
 # Fields the message already says, which a text line need not repeat (JSON keeps them all).
@@ -149,18 +161,9 @@ def _compose() -> None:
         return
     sinks = (_line_sink, *_other_sinks)
 
-    def every_sink(
-        service: str,
-        method: str,
-        path: str,
-        status: int,
-        seconds: float,
-        request_id: str,
-        client_id: str | None,
-        user_id: str | None,
-    ) -> None:
+    def every_sink(access: Access) -> None:
         for sink in sinks:
-            sink(service, method, path, status, seconds, request_id, client_id, user_id)
+            sink(access)
 
     _sink = every_sink
 
@@ -209,14 +212,16 @@ class AccessLoggedApp(Starlette):
             REQUEST_ID.reset(context)
             client_id, user_id = _caller(scope)
             _sink(
-                self.service,
-                scope["method"],
-                _path(scope),
-                status,
-                time.perf_counter() - started,
-                request_id,
-                client_id,
-                user_id,
+                Access(
+                    self.service,
+                    scope["method"],
+                    _path(scope),
+                    status,
+                    time.perf_counter() - started,
+                    request_id,
+                    client_id,
+                    user_id,
+                )
             )
 
     def handle(self, scope: Scope, receive: Receive, send: Send) -> Awaitable[None]:
